@@ -1,0 +1,50 @@
+"""rllib-quantum: variational-quantum-circuit policies for Ray RLlib (new API stack).
+
+Public API (documented in README.md):
+
+- circuits: :class:`CircuitSpec`, :class:`QuantumLayer`, :func:`build_qnode`, :func:`draw_circuit`
+- modules: :class:`QuantumPPORLModule`, :data:`DEFAULT_MODEL_CONFIG`, :func:`validate_model_config`
+- experiments: :func:`load_experiment`, :func:`build_experiment`, :class:`Experiment`
+- strategies: :data:`STRATEGIES`, :func:`plan_strategy`, :func:`module_spec`
+- envs: :func:`register_envs`, :func:`make_cooperative_pong`, :class:`JointAgentEnv`,
+  :data:`COOPERATIVE_PONG`, :data:`COOPERATIVE_PONG_JOINT`
+- plots: :func:`plot_learning_curves`
+"""
+
+from rllib_quantum.circuits import CircuitSpec, QuantumLayer, build_qnode
+from rllib_quantum.circuits import draw as draw_circuit
+from rllib_quantum.config import Experiment, build_experiment, load_experiment
+from rllib_quantum.envs import (
+    COOPERATIVE_PONG,
+    COOPERATIVE_PONG_JOINT,
+    JointAgentEnv,
+    make_cooperative_pong,
+    register_envs,
+)
+from rllib_quantum.modules import DEFAULT_MODEL_CONFIG, QuantumPPORLModule, validate_model_config
+from rllib_quantum.plotting import plot_learning_curves
+from rllib_quantum.strategies import STRATEGIES, module_spec, plan_strategy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COOPERATIVE_PONG",
+    "COOPERATIVE_PONG_JOINT",
+    "DEFAULT_MODEL_CONFIG",
+    "STRATEGIES",
+    "CircuitSpec",
+    "Experiment",
+    "JointAgentEnv",
+    "QuantumLayer",
+    "QuantumPPORLModule",
+    "build_experiment",
+    "build_qnode",
+    "draw_circuit",
+    "load_experiment",
+    "make_cooperative_pong",
+    "module_spec",
+    "plan_strategy",
+    "plot_learning_curves",
+    "register_envs",
+    "validate_model_config",
+]

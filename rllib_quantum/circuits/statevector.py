@@ -1,0 +1,485 @@
+"""The fast exact path: the circuit of a :class:`CircuitSpec` simulated as a batched statevector in torch.
+
+This module computes exactly what :func:`rllib_quantum.circuits.templates.circuit` defines (same
+gates, same wire order: wire 0 is the most significant bit of a basis index, as in PennyLane), with
+plain torch operations, so a whole batch is a handful of kernels and torch autograd differentiates
+it. Gate matrices are PennyLane's (``pennylane/ops/qubit/parametric_ops_single_qubit.py``)::
+
+    RX(t) = [[c, -i s], [-i s, c]]      RY(t) = [[c, -s], [s, c]]      c = cos(t/2), s = sin(t/2)
+    RZ(t) = diag(exp(-i t/2), exp(i t/2))
+    Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
+
+Two strategies compute the same numbers:
+
+* **dense** (``n_qubits <= DENSE_MAX_QUBITS``): every variational layer (rotations, then its CNOT
+  entangler, which is one fixed permutation of the ``2**n`` basis states) becomes one
+  ``2**n x 2**n`` matrix that depends only on the weights. The encoding is made diagonal by a fixed
+  change of frame, ``R_X(t) = H RZ(t) H`` and ``R_Y(t) = (S H) RZ(t) (S H)^dagger``, and the
+  frame matrices are folded into the layer matrices, so the encoding of a batch is one real matmul
+  and a complex exponential, and each layer is one complex matmul. With the weights fixed
+  (:meth:`StatevectorCircuit.compile`), ``angle`` encoding multiplies all layers into one matrix:
+  batch-1 inference is one encoding and one matrix-vector product.
+* **factored** (larger registers, where ``4**n`` matrices do not pay): the state is kept as
+  ``(B, 2**n)``; on every layer the encoding gate of each wire is fused with that wire's variational
+  rotation into a per-sample 2x2 matrix, wires are grouped into chunks whose Kronecker products are
+  applied as batched matmuls, and the CNOT entangler is one gather with a precomputed permutation.
+
+``PauliZ`` read-outs are ``|amplitude|**2`` times a fixed ``(2**n, n_outputs)`` matrix of signs.
+Amplitudes are complex64 for float32 inputs and complex128 for float64.
+
+Example:
+    >>> import torch
+    >>> from rllib_quantum.circuits.spec import CircuitSpec
+    >>> spec = CircuitSpec(n_qubits=3, n_layers=2)
+    >>> out = simulate(spec, torch.rand(5, 3), torch.rand(spec.weight_shape), torch.ones(2, 3))
+    >>> out.shape
+    torch.Size([5, 3])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+from rllib_quantum.circuits.spec import CircuitSpec
+
+# Devices whose exact (shots=None) results the fast path reproduces: pure-state simulators.
+FAST_DEVICES = ("default.qubit", "lightning.qubit")
+# When layers are dense 2**n x 2**n matrices rather than Kronecker blocks (measured on a 2-core CPU,
+# one torch thread; see benchmarks/README.md and StatevectorCircuit.prefers_dense).
+DENSE_MAX_QUBITS = 8  # no autograd, small batches (batch * matrices <= DENSE_MAX_ROWS)
+DENSE_ALWAYS_QUBITS = 6  # no autograd, any batch
+DENSE_TRAIN_MAX_QUBITS = 5  # with autograd
+DENSE_MAX_ROWS = 64
+# Wires per chunk in the factored strategy (chunk matrices are 2**k x 2**k per sample).
+FACTORED_CHUNK_QUBITS = 4
+
+
+# ---- when the fast path applies ----------------------------------------------------------------
+def fast_path_unsupported_reason(spec: CircuitSpec) -> Optional[str]:
+    """Why the fast path cannot reproduce ``spec``'s PennyLane results, or ``None`` if it can.
+
+    The fast path is an exact pure-state simulation: it matches PennyLane on the noiseless
+    statevector devices ``FAST_DEVICES`` with ``shots=None``. ``diff_method`` does not matter
+    (all methods give the same exact gradients); torch autograd differentiates the fast path.
+
+    Args:
+        spec: the circuit to run.
+
+    Example:
+        >>> fast_path_unsupported_reason(CircuitSpec(n_qubits=2, shots=100, diff_method="parameter-shift"))
+        'shots=100 asks for sampled expectation values; the fast path computes exact ones (shots=None)'
+    """
+    if spec.shots is not None:
+        return f"shots={spec.shots} asks for sampled expectation values; the fast path computes exact ones (shots=None)"
+    if spec.device not in FAST_DEVICES:
+        return f"device={spec.device!r} is not a noiseless statevector simulator the fast path reproduces (allowed: {list(FAST_DEVICES)})"
+    return None
+
+
+def complex_dtype_for(dtype: torch.dtype) -> torch.dtype:
+    """complex128 for float64, complex64 for every other float dtype (float32, float16, bfloat16)."""
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def real_dtype_for(*tensors: torch.Tensor) -> torch.dtype:
+    """The real dtype the simulation runs in: float64 if any input is float64, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+# ---- gate matrices (PennyLane's definitions, batched over leading dims) -------------------------
+def _matrix2(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``[[a, b], [c, d]]`` as ``(..., 2, 2)`` from four equally shaped tensors."""
+    return torch.stack([torch.stack([a, b], dim=-1), torch.stack([c, d], dim=-1)], dim=-2)
+
+
+def _cplx(re: torch.Tensor, im: Optional[torch.Tensor] = None) -> torch.Tensor:
+    return torch.complex(re, torch.zeros_like(re) if im is None else im)
+
+
+def rx_matrix(theta: torch.Tensor) -> torch.Tensor:
+    """``RX(theta) = [[cos(t/2), -i sin(t/2)], [-i sin(t/2), cos(t/2)]]``, shape ``theta.shape + (2, 2)``."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    z = torch.zeros_like(c)
+    return _matrix2(_cplx(c), _cplx(z, -s), _cplx(z, -s), _cplx(c))
+
+
+def ry_matrix(theta: torch.Tensor) -> torch.Tensor:
+    """``RY(theta) = [[cos(t/2), -sin(t/2)], [sin(t/2), cos(t/2)]]``, shape ``theta.shape + (2, 2)``."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    return _matrix2(_cplx(c), _cplx(-s), _cplx(s), _cplx(c))
+
+
+def rz_matrix(theta: torch.Tensor) -> torch.Tensor:
+    """``RZ(theta) = diag(exp(-i t/2), exp(i t/2))``, shape ``theta.shape + (2, 2)``."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    z = _cplx(torch.zeros_like(c))
+    return _matrix2(_cplx(c, -s), z, z, _cplx(c, s))
+
+
+def rot_matrix(phi: torch.Tensor, theta: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """PennyLane's ``Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)``, shape ``phi.shape + (2, 2)``::
+
+        [[exp(-i(phi+omega)/2) c, -exp(i(phi-omega)/2) s],
+         [exp(-i(phi-omega)/2) s,  exp(i(phi+omega)/2) c]]       c = cos(theta/2), s = sin(theta/2)
+    """
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    plus, minus = (phi + omega) / 2, (phi - omega) / 2
+    return _matrix2(
+        _cplx(torch.cos(plus) * c, -torch.sin(plus) * c),
+        _cplx(-torch.cos(minus) * s, -torch.sin(minus) * s),
+        _cplx(torch.cos(minus) * s, -torch.sin(minus) * s),
+        _cplx(torch.cos(plus) * c, torch.sin(plus) * c),
+    )
+
+
+ENCODING_GATES = {"X": rx_matrix, "Y": ry_matrix, "Z": rz_matrix}
+
+
+def layer_rotations(spec: CircuitSpec, weights: torch.Tensor, layer: int) -> torch.Tensor:
+    """The single-qubit unitary each wire gets in variational layer ``layer``: ``(n_qubits, 2, 2)``.
+
+    ``strongly_entangling``: ``Rot(w[l,i,0], w[l,i,1], w[l,i,2])``; ``hardware_efficient``:
+    ``RZ(w[l,i,1]) @ RY(w[l,i,0])`` (``RY`` is applied first).
+
+    Args:
+        spec: the circuit.
+        weights: ``spec.weight_shape`` real angles.
+        layer: the layer index.
+    """
+    w = weights[layer]
+    if spec.ansatz == "strongly_entangling":
+        return rot_matrix(w[:, 0], w[:, 1], w[:, 2])
+    return rz_matrix(w[:, 1]) @ ry_matrix(w[:, 0])
+
+
+def entangler_cnots(spec: CircuitSpec, layer: int) -> List[Tuple[int, int]]:
+    """The ``(control, target)`` CNOTs of layer ``layer``, in application order (see ``templates``)."""
+    n = spec.n_qubits
+    if n == 1:
+        return []
+    if spec.ansatz == "strongly_entangling":
+        r = spec.entangler_range(layer)
+        return [(i, (i + r) % n) for i in range(n)]
+    if n == 2:
+        return [(0, 1)]
+    return [(i, (i + 1) % n) for i in range(n)]
+
+
+def cnot_permutation(n_qubits: int, cnots: Sequence[Tuple[int, int]]) -> Optional[torch.Tensor]:
+    """The basis permutation of a CNOT sequence: ``(C psi)[k] == psi[perm[k]]`` (``None``: identity).
+
+    Args:
+        n_qubits: register size; wire ``i`` is bit ``n_qubits - 1 - i`` of a basis index.
+        cnots: ``(control, target)`` pairs in application order.
+
+    Example:
+        >>> cnot_permutation(2, [(0, 1)]).tolist()   # |10> <-> |11>
+        [0, 1, 3, 2]
+    """
+    if not cnots:
+        return None
+    image = torch.arange(2**n_qubits)  # where each basis state |b> ends up
+    for control, target in cnots:
+        cbit, tbit = n_qubits - 1 - control, n_qubits - 1 - target
+        image = image ^ (((image >> cbit) & 1) << tbit)
+    perm = torch.empty_like(image)
+    perm[image] = torch.arange(2**n_qubits)
+    return perm
+
+
+def kron_chain(mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``kron(mats[0], mats[1], ...)`` over the last two dims, batched over leading dims (broadcast)."""
+    out = mats[0]
+    for m in mats[1:]:
+        lead = torch.broadcast_shapes(out.shape[:-2], m.shape[:-2])
+        a, b = out.shape[-1], m.shape[-1]
+        out = (out[..., :, None, :, None] * m[..., None, :, None, :]).reshape(*lead, a * b, a * b)
+    return out
+
+
+def _chunks(n_qubits: int, size: int) -> List[Tuple[int, int]]:
+    """``(start, length)`` blocks of consecutive wires, as equal as possible, each at most ``size``."""
+    count = math.ceil(n_qubits / size)
+    base, extra = divmod(n_qubits, count)
+    out, start = [], 0
+    for c in range(count):
+        length = base + (1 if c < extra else 0)
+        out.append((start, length))
+        start += length
+    return out
+
+
+# ---- weights-only part of the circuit ------------------------------------------------------------
+class CompiledWeights(NamedTuple):
+    """Everything the circuit needs from its weights, computed once (see :meth:`StatevectorCircuit.compile`).
+
+    ``dense``: ``layers[l]`` is the transposed layer matrix ``(2**n, 2**n)``, to right-multiply row
+    states (one matrix in all for ``angle`` encoding: every layer multiplied). Factored:
+    ``layers[l]`` is a tuple of operations, ``(start, length, matrix)`` for a Kronecker block on
+    wires ``start .. start+length-1`` or ``(None, None, perm)`` for a basis permutation.
+    """
+
+    dense: bool
+    layers: tuple
+
+
+class _Constants(NamedTuple):
+    phase_signs: torch.Tensor  # (n, 2**n) real: -z_i(k) / 2, z_i(k) = 1 - 2 * bit_i(k)
+    readout: torch.Tensor  # (2**n, n_outputs) real: z_i(k) for the read-out wires
+    start: torch.Tensor  # (2**n,) real, >= 0: frame^dagger |0...0> (a real state up to phase)
+    frame: Optional[torch.Tensor]  # (2, 2) complex v with R(t) = v RZ(t) v^dagger; None for Z
+    perms: Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], ...]  # per layer: (perm, inverse)
+    frame_perms: Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], ...]  # per layer: H^n P H^n (X only)
+
+
+class StatevectorCircuit:
+    """The fast path for one :class:`CircuitSpec`: exact expectation values of a batch, in torch.
+
+    Holds only the spec and small constant tensors (rebuilt per dtype and device, never pickled);
+    weights are passed in on every call, so this object works for any copy of a layer's parameters.
+
+    Args:
+        spec: the circuit; :func:`fast_path_unsupported_reason` should be ``None`` for it (the
+            simulation itself ignores ``device``, ``shots`` and ``diff_method``).
+
+    Example:
+        >>> import torch
+        >>> spec = CircuitSpec(n_qubits=4, n_layers=3, encoding="angle")
+        >>> sim = StatevectorCircuit(spec)
+        >>> w, s = torch.rand(spec.weight_shape), torch.ones(1, 4)
+        >>> compiled = sim.compile(w, torch.float32)        # reusable while w is unchanged
+        >>> out = sim(torch.rand(1, 4), w, s, compiled=compiled)
+        >>> out.shape, out.dtype
+        (torch.Size([1, 4]), torch.float32)
+    """
+
+    def __init__(self, spec: CircuitSpec) -> None:
+        if not isinstance(spec, CircuitSpec):
+            raise TypeError(f"StatevectorCircuit takes a CircuitSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self._constants: Dict[tuple, _Constants] = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_constants"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return f"StatevectorCircuit(n_qubits={self.spec.n_qubits}, n_layers={self.spec.n_layers})"
+
+    def prefers_dense(self, batch: int, grad: bool) -> bool:
+        """Whether the dense strategy is the faster one for this register, batch size and mode.
+
+        Args:
+            batch: rows per call.
+            grad: whether autograd records the call (dense matrices cost ``4**n`` to differentiate).
+        """
+        n = self.spec.n_qubits
+        if grad:
+            return n <= DENSE_TRAIN_MAX_QUBITS
+        n_matrices = 1 if self.spec.encoding == "angle" else self.spec.n_layers
+        return n <= DENSE_ALWAYS_QUBITS or (n <= DENSE_MAX_QUBITS and batch * n_matrices <= DENSE_MAX_ROWS)
+
+    # ---- constants -----------------------------------------------------------------------------
+    def _consts(self, rdtype: torch.dtype, device: torch.device) -> _Constants:
+        key = (rdtype, str(device))
+        if key not in self._constants:
+            with torch.inference_mode(False), torch.no_grad():
+                self._constants[key] = self._build_constants(rdtype, device)
+        return self._constants[key]
+
+    def _build_constants(self, rdtype: torch.dtype, device: torch.device) -> _Constants:
+        spec, n = self.spec, self.spec.n_qubits
+        cdtype = complex_dtype_for(rdtype)
+        index = torch.arange(2**n, device=device)
+        bits = torch.stack([(index >> (n - 1 - i)) & 1 for i in range(n)])  # (n, 2**n), wire 0 = MSB
+        zsigns_t = (1 - 2 * bits).to(rdtype)
+        frame = None
+        if spec.rotation == "X":
+            frame = torch.tensor([[1, 1], [1, -1]], dtype=cdtype, device=device) / math.sqrt(2)  # H
+        elif spec.rotation == "Y":
+            frame = torch.tensor([[1, 1], [1j, -1j]], dtype=cdtype, device=device) / math.sqrt(2)  # S H
+        start = torch.zeros(2**n, dtype=rdtype, device=device)
+        if frame is not None:
+            start += 2 ** (-n / 2)  # frame^dagger |0> = |+> for both H and S H
+        else:
+            start[0] = 1
+
+        def perm_pair(cnots):
+            perm = cnot_permutation(n, cnots)
+            return None if perm is None else (perm.to(device), torch.argsort(perm).to(device))
+
+        cnots = [entangler_cnots(spec, layer) for layer in range(spec.n_layers)]
+        perms = tuple(perm_pair(c) for c in cnots)
+        # H x H CNOT(c, t) H x H = CNOT(t, c): with the X frame, a layer's trailing H^n passes
+        # through its entangler (see _factored_layer).
+        frame_perms = tuple(perm_pair([(t, c) for c, t in cs]) for cs in cnots)
+        readout = zsigns_t[: spec.n_outputs].T.contiguous()
+        return _Constants(-0.5 * zsigns_t, readout, start, frame, perms, frame_perms)
+
+    # ---- weights -> operators -----------------------------------------------------------------
+    def compile(
+        self, weights: torch.Tensor, rdtype: Optional[torch.dtype] = None, dense: Optional[bool] = None
+    ) -> CompiledWeights:
+        """The weights-only operators, reusable for any inputs while ``weights`` is unchanged.
+
+        Differentiable: call it with autograd on to train, or under ``torch.no_grad()`` to cache.
+
+        Args:
+            weights: ``spec.weight_shape`` variational angles.
+            rdtype: the real dtype to compute in (float32 or float64); default: ``weights``'s.
+            dense: the strategy (see the module docstring); default: :meth:`prefers_dense` for
+                batch 1, with autograd if ``weights`` requires grad and grad mode is on.
+        """
+        spec = self.spec
+        if dense is None:
+            dense = self.prefers_dense(1, weights.requires_grad and torch.is_grad_enabled())
+        if tuple(weights.shape) != spec.weight_shape:
+            raise ValueError(f"weights must have shape {spec.weight_shape} for this spec, got {tuple(weights.shape)}")
+        rdtype = rdtype or real_dtype_for(weights)
+        consts = self._consts(rdtype, weights.device)
+        w = weights.to(rdtype)
+        layers = []
+        for layer in range(spec.n_layers):
+            rotations = layer_rotations(spec, w, layer)
+            frame_in = consts.frame is not None and (spec.encoding == "reuploading" or layer == 0)
+            frame_out = consts.frame is not None and spec.encoding == "reuploading" and layer < spec.n_layers - 1
+            if frame_in:
+                rotations = rotations @ consts.frame
+            build = self._dense_layer if dense else self._factored_layer
+            layers.append(build(consts, rotations, layer, frame_out))
+        if dense:
+            if spec.encoding == "angle":
+                total = layers[0]
+                for m in layers[1:]:
+                    total = m @ total
+                layers = [total]
+            layers = [m.T for m in layers]
+        return CompiledWeights(dense, tuple(layers))
+
+    def _dense_layer(self, consts: _Constants, rotations: torch.Tensor, layer: int, frame_out: bool) -> torch.Tensor:
+        """Layer ``layer`` as one matrix ``frame^dagger? P_layer kron(rotations)``."""
+        mat = kron_chain(list(rotations))
+        if consts.perms[layer] is not None:
+            mat = mat[consts.perms[layer][0]]
+        if frame_out:
+            mat = _apply_1q_to_rows(mat, consts.frame.conj().T, self.spec.n_qubits)
+        return mat
+
+    def _factored_layer(self, consts: _Constants, rotations: torch.Tensor, layer: int, frame_out: bool) -> tuple:
+        """Layer ``layer`` as Kronecker blocks and a permutation (then blocks of frame^dagger, for Y)."""
+        chunks = _chunks(self.spec.n_qubits, FACTORED_CHUNK_QUBITS)
+        perm = consts.perms[layer]
+        tail = []
+        if frame_out and self.spec.rotation == "X":  # H^n P kron(U) = P' kron(H U) (H is its own inverse)
+            rotations = consts.frame @ rotations
+            perm = consts.frame_perms[layer]
+        elif frame_out:
+            dagger = consts.frame.conj().T
+            tail = [(s, k, kron_chain([dagger] * k)) for s, k in chunks]
+        ops = [(s, k, kron_chain(list(rotations[s : s + k]))) for s, k in chunks]
+        if perm is not None:
+            ops.append((None, None, perm))
+        return tuple(ops + tail)
+
+    # ---- running ---------------------------------------------------------------------------------
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        weights: torch.Tensor,
+        input_scale: torch.Tensor,
+        compiled: Optional[CompiledWeights] = None,
+        dense: Optional[bool] = None,
+    ) -> torch.Tensor:
+        """``<Z_0> .. <Z_{n_outputs-1}>`` for each row of ``inputs``: ``(B, n_qubits) -> (B, n_outputs)``.
+
+        Args:
+            inputs: ``(B, n_qubits)`` features.
+            weights: ``spec.weight_shape`` angles (unused when ``compiled`` is given).
+            input_scale: ``(spec.n_encodings, n_qubits)`` factors on the inputs.
+            compiled: :meth:`compile` of ``weights`` in the same real dtype, to skip recomputing it
+                (its strategy is used).
+            dense: the strategy when ``compiled`` is not given; default: :meth:`prefers_dense`.
+
+        Returns:
+            expectation values in float64 if any of the tensors is float64, else float32.
+        """
+        spec = self.spec
+        if inputs.dim() != 2 or inputs.shape[-1] != spec.n_qubits:
+            raise ValueError(f"inputs must have shape (batch, {spec.n_qubits}), got {tuple(inputs.shape)}")
+        rdtype = real_dtype_for(inputs, weights, input_scale)
+        consts = self._consts(rdtype, inputs.device)
+        if compiled is None:
+            if dense is None:
+                grad = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, weights, input_scale))
+                dense = self.prefers_dense(inputs.shape[0], grad)
+            compiled = self.compile(weights, rdtype, dense)
+        # exp(-i/2 sum_i t_i z_i(k)): the diagonal of RZ(t_0) x ... x RZ(t_{n-1}), every encoding at once.
+        angles = inputs.to(rdtype)[:, None, :] * input_scale.to(rdtype)  # (B, n_encodings, n)
+        phases = angles @ consts.phase_signs  # (B, n_encodings, 2**n)
+        psi = torch.polar(consts.start.expand(phases.shape[0], -1), phases[:, 0])
+        for layer, ops in enumerate(compiled.layers):
+            if layer > 0 and spec.encoding == "reuploading":
+                psi = psi * torch.polar(torch.ones_like(phases[:, layer]), phases[:, layer])
+            if compiled.dense:
+                psi = psi @ ops
+                continue
+            for start, length, op in ops:
+                psi = _Permute.apply(psi, *op) if start is None else _apply_block(psi, op, start, length)
+        probs = torch.view_as_real(psi).square().sum(-1)  # |amplitude|**2
+        return probs @ consts.readout
+
+
+class _Permute(torch.autograd.Function):
+    """``psi[:, perm]`` whose backward is another gather (faster than index_select's scatter-add)."""
+
+    @staticmethod
+    def forward(ctx, psi, perm, inverse):
+        ctx.save_for_backward(inverse)
+        return psi.index_select(1, perm)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(1, inverse), None, None
+
+
+def _apply_block(psi: torch.Tensor, block: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """Applies the ``(2**length, 2**length)`` ``block`` to wires ``start .. start+length-1`` of ``psi`` ``(B, 2**n)``."""
+    batch, k = psi.shape
+    size = 2**length
+    left, right = 2**start, k // (2**start * size)
+    if right == 1:
+        return (psi.reshape(batch * left, size) @ block.T).reshape(batch, -1)
+    return torch.matmul(block, psi.reshape(batch * left, size, right)).reshape(batch, -1)
+
+
+def _apply_1q_to_rows(mat: torch.Tensor, gate: torch.Tensor, n: int) -> torch.Tensor:
+    """``(gate x gate x ... x gate) @ mat`` for a ``(2**n, C)`` matrix, one wire at a time."""
+    cols = mat.shape[-1]
+    for i in range(n):
+        mat = torch.einsum("ab,xbz->xaz", gate, mat.reshape(2**i, 2, -1))
+    return mat.reshape(2**n, cols)
+
+
+def simulate(
+    spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor, input_scale: torch.Tensor
+) -> torch.Tensor:
+    """One-shot fast-path evaluation: ``(B, n_qubits)`` inputs to ``(B, n_outputs)`` PauliZ expectations.
+
+    Args:
+        spec: the circuit.
+        inputs: ``(B, n_qubits)`` features.
+        weights: ``spec.weight_shape`` variational angles.
+        input_scale: ``(spec.n_encodings, n_qubits)`` factors on the inputs.
+
+    Example:
+        >>> import torch
+        >>> spec = CircuitSpec(n_qubits=1, n_layers=1, ansatz="hardware_efficient", rotation="Y")
+        >>> round(float(simulate(spec, torch.tensor([[math.pi / 2]]), torch.zeros(1, 1, 2), torch.ones(1, 1))), 6)
+        0.0
+    """
+    return StatevectorCircuit(spec)(inputs, weights, input_scale)

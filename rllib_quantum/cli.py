@@ -1,0 +1,160 @@
+"""``rllib-quantum``: train an experiment from YAML through Ray Tune, or describe its modules.
+
+    rllib-quantum train CONFIG [--stop-iters N] [--set key=value ...] [--storage DIR] [--address ADDR]
+    rllib-quantum describe CONFIG [--set key=value ...]
+
+Every config and override is validated before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from rllib_quantum.config import load_experiment, parse_overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rllib-quantum", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_common(p):
+        p.add_argument("config", help="experiment YAML (see configs/)")
+        p.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="override a config key, dotted, value parsed as YAML (e.g. --set ppo.lr=0.001); repeatable",
+        )
+
+    train = sub.add_parser("train", help="run the experiment with Ray Tune")
+    add_common(train)
+    train.add_argument("--stop-iters", type=int, default=None, help="stop after N training iterations")
+    train.add_argument("--storage", default=None, help="results folder (default: ./results)")
+    train.add_argument("--address", default=None, help="join this Ray cluster (e.g. auto, or HOST:6379) instead of starting one")
+    train.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
+    train.add_argument("--api", choices=("tuner", "run"), default="tuner", help="ray.tune.Tuner().fit() or ray.tune.run()")
+
+    describe = sub.add_parser("describe", help="print each module's circuit diagram and parameter counts")
+    add_common(describe)
+    return parser
+
+
+def _load(args):
+    overrides = parse_overrides(args.overrides)
+    if getattr(args, "stop_iters", None) is not None:
+        if args.stop_iters < 1:
+            raise ValueError(f"--stop-iters must be >= 1, got {args.stop_iters}")
+        overrides["stop"] = {"training_iteration": args.stop_iters}
+    return load_experiment(args.config, overrides)
+
+
+def describe(exp) -> str:
+    """Text: per module, its class, parameter counts and (quantum) circuit diagrams."""
+    from rllib_quantum.circuits import draw
+
+    lines = [f"experiment {exp.name}: strategy {exp.plan.strategy}, module {exp.spec['module']}, env {exp.plan.env}"]
+    multi = exp.build_modules()
+    for module_id, module in multi.items():
+        agents = ", ".join(exp.plan.agents_of_module[module_id])
+        lines.append(f"\n== module {module_id!r} (agents: {agents}) {type(module).__name__}")
+        lines.append(f"   observation {module.observation_space}, action {module.action_space}")
+        if hasattr(module, "parameter_counts"):
+            counts = module.parameter_counts()
+            lines.append(
+                f"   parameters: quantum {counts['quantum']}, classical {counts['classical']}, total {counts['total']}"
+            )
+            for name, layer in module.quantum_layers().items():
+                lines.append(f"   circuit {name} ({layer.spec.n_parameters} parameters, execution {layer.spec.execution}):")
+                lines.append("\n".join("     " + row for row in draw(layer.spec).splitlines()))
+        else:
+            total = sum(p.numel() for p in module.parameters() if p.requires_grad)
+            lines.append(f"   parameters: quantum 0, classical {total}, total {total}")
+    return "\n".join(lines)
+
+
+def _progress_callback():
+    from ray import tune
+
+    class ProgressLine(tune.Callback):
+        """One compact line per training iteration: steps, per-agent return, time."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            runners = result.get("env_runners", {})
+            agents = runners.get("agent_episode_returns_mean") or {}
+            returns = " ".join(f"{a}={float(v):7.2f}" for a, v in sorted(agents.items())) or "(no episode finished yet)"
+            print(
+                f"[iter {result.get('training_iteration', 0):4d}] env steps {int(runners.get('num_env_steps_sampled_lifetime', 0)):8d}"
+                f" | mean return {returns} | {result.get('time_this_iter_s', 0):6.1f} s/iter",
+                flush=True,
+            )
+
+    return ProgressLine()
+
+
+def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optional[int], api: str) -> dict:
+    """Runs ``exp`` with Tune; writes the learning curve; returns the summary numbers."""
+    import ray
+    from ray import tune
+
+    from rllib_quantum.envs import register_envs
+    from rllib_quantum.plotting import plot_learning_curves, read_progress
+
+    start = time.time()
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False)
+    register_envs()  # Tune's registry is per Ray session: (re-)register on the one we use
+    callbacks = [_progress_callback()]
+    if api == "run":
+        analysis = tune.run(exp.trainable, verbose=1, callbacks=callbacks, **exp.tune_run_kwargs(storage))
+        trial = analysis.trials[0]
+        if trial.status != "TERMINATED":
+            raise RuntimeError(f"trial {trial} ended {trial.status}; see {trial.path}")
+        result, path = trial.last_result, Path(trial.path)
+        df = read_progress(path)
+    else:
+        grid = exp.tuner(storage, verbose=1, callbacks=callbacks).fit()
+        res = grid[0]
+        if res.error:
+            raise RuntimeError(f"training failed: {res.error}")
+        result, path, df = res.metrics, Path(res.path), res.metrics_dataframe
+    curve = plot_learning_curves({exp.name: df}, path / "learning_curve.png", title=exp.name)
+    runners = result.get("env_runners", {})
+    summary = {
+        "iterations": int(result.get("training_iteration", 0)),
+        "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
+        "mean_return_per_agent": {a: round(float(v), 2) for a, v in sorted((runners.get("agent_episode_returns_mean") or {}).items())},
+        "wall_time_s": round(time.time() - start, 1),
+        "logs": str(path),
+        "learning_curve": str(curve),
+    }
+    returns = ", ".join(f"{a} {v}" for a, v in summary["mean_return_per_agent"].items()) or "n/a"
+    print(
+        f"\nSUMMARY {exp.name}: {summary['iterations']} iterations, {summary['env_steps']} env steps, "
+        f"mean return per agent: {returns}, wall time {summary['wall_time_s']} s, "
+        f"logs: {summary['logs']} (tensorboard --logdir {path.parent}), curve: {curve}",
+        flush=True,
+    )
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        exp = _load(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"rllib-quantum: error: {err}", file=sys.stderr)
+        return 2
+    if args.command == "describe":
+        print(describe(exp))
+        return 0
+    train(exp, args.storage, args.address, args.num_cpus, args.api)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

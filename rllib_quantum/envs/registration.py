@@ -1,0 +1,105 @@
+"""Stable Tune/RLlib names for the package's environments.
+
+``register_envs()`` registers every name with ``ray.tune.registry.register_env``;
+it works before or after ``ray.init()`` (Ray flushes pending registrations on
+init). Ray forgets registrations at ``ray.shutdown()``, so call it again after
+each new ``ray.init()``; calling it twice is harmless.
+
+Example:
+    >>> from rllib_quantum.envs import COOPERATIVE_PONG_JOINT, ENV_VALIDATORS, env_spaces
+    >>> ENV_VALIDATORS[COOPERATIVE_PONG_JOINT]({"max_cycles": 300})["obs"]
+    'features'
+    >>> obs_spaces, act_spaces, agent_ids = env_spaces(COOPERATIVE_PONG_JOINT, {})
+    >>> agent_ids, act_spaces["joint"]
+    (['joint'], MultiDiscrete([3 3]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rllib_quantum.envs.validation import validate_pong_config
+
+COOPERATIVE_PONG = "rllib_quantum/cooperative_pong"
+COOPERATIVE_PONG_JOINT = "rllib_quantum/cooperative_pong_joint"
+
+
+def _make_pong(env_config: Mapping[str, Any] | None = None):
+    from rllib_quantum.envs.cooperative_pong import make_cooperative_pong
+
+    return make_cooperative_pong(env_config)
+
+
+def _make_pong_joint(env_config: Mapping[str, Any] | None = None):
+    from rllib_quantum.envs.joint import JointAgentEnv
+
+    return JointAgentEnv(_make_pong(env_config))
+
+
+# Module-level functions, so Ray pickles them by reference (workers import them).
+ENV_CREATORS: dict[str, Callable[[Mapping[str, Any] | None], Any]] = {
+    COOPERATIVE_PONG: _make_pong,
+    COOPERATIVE_PONG_JOINT: _make_pong_joint,
+}
+ENV_VALIDATORS: dict[str, Callable[[Mapping[str, Any] | None], dict[str, Any]]] = {
+    COOPERATIVE_PONG: validate_pong_config,
+    COOPERATIVE_PONG_JOINT: validate_pong_config,
+}
+
+
+def register_envs() -> list[str]:
+    """Register the package's env names with Ray Tune (idempotent).
+
+    Returns:
+        The registered names: ``["rllib_quantum/cooperative_pong",
+        "rllib_quantum/cooperative_pong_joint"]``.
+
+    Example:
+        >>> from rllib_quantum.envs import register_envs
+        >>> register_envs()
+        ['rllib_quantum/cooperative_pong', 'rllib_quantum/cooperative_pong_joint']
+    """
+    from ray.tune.registry import register_env
+
+    for name, creator in ENV_CREATORS.items():
+        register_env(name, creator)
+    return list(ENV_CREATORS)
+
+
+def env_spaces(
+    env_name: str, env_config: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Build the env once, locally, and read its per-agent spaces.
+
+    Cheap for the features view (milliseconds); the pixels view renders one
+    frame. ``env_config`` is validated first, so a bad config fails here with
+    the validator's message.
+
+    Args:
+        env_name: one of ``ENV_CREATORS`` (``COOPERATIVE_PONG``,
+            ``COOPERATIVE_PONG_JOINT``).
+        env_config: the env's config (see ``validate_pong_config``).
+
+    Returns:
+        ``(observation_spaces, action_spaces, agent_ids)``: two dicts keyed by
+        agent id and the env's ``possible_agents`` list, in its order.
+
+    Example:
+        >>> obs_spaces, act_spaces, ids = env_spaces("rllib_quantum/cooperative_pong")
+        >>> ids, obs_spaces["paddle_0"].shape
+        (['paddle_0', 'paddle_1'], (5,))
+    """
+    if env_name not in ENV_CREATORS:
+        raise ValueError(
+            f"Unknown env name {env_name!r}; allowed: {sorted(ENV_CREATORS)}."
+        )
+    ENV_VALIDATORS[env_name](env_config)
+    env = ENV_CREATORS[env_name](env_config)
+    try:
+        agent_ids = list(env.possible_agents)
+        obs_spaces = {a: env.get_observation_space(a) for a in agent_ids}
+        act_spaces = {a: env.get_action_space(a) for a in agent_ids}
+    finally:
+        env.close()
+    return obs_spaces, act_spaces, agent_ids

@@ -1,0 +1,139 @@
+"""Up-front validation of cooperative pong ``env_config`` dicts.
+
+Kept free of PettingZoo, SuperSuit and Ray imports so config code can validate
+an experiment before any Ray worker starts (importing this module costs
+nothing beyond the standard library).
+
+Example:
+    >>> from rllib_quantum.envs.validation import validate_pong_config
+    >>> cfg = validate_pong_config({"obs": "pixels", "max_cycles": 300})
+    >>> cfg["frame_size"], cfg["frame_stack"], cfg["ball_speed"]
+    (42, 4, 9)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+OBS_VIEWS = ("features", "pixels")
+
+# Defaults of pettingzoo.butterfly.cooperative_pong.cooperative_pong.CooperativePong
+# (PettingZoo 1.27, cooperative_pong_v6); tests/test_envs.py checks they still agree.
+GAME_DEFAULTS: dict[str, Any] = {
+    "max_cycles": 900,
+    "ball_speed": 9,
+    "left_paddle_speed": 12,
+    "right_paddle_speed": 12,
+    "cake_paddle": True,
+    "bounce_randomness": False,
+    "max_reward": 100,
+    "off_screen_penalty": -10,
+}
+PIXEL_DEFAULTS: dict[str, Any] = {"frame_size": 42, "frame_stack": 4}
+ALLOWED_KEYS = ("obs", *GAME_DEFAULTS, *PIXEL_DEFAULTS)
+MIN_FRAME_SIZE = 8
+
+# key -> (kind, lower bound or None); kinds: "int" (>= bound), "pos" (real > 0),
+# "real" (finite real), "bool".
+_RULES: dict[str, tuple[str, Any]] = {
+    "max_cycles": ("int", 1),
+    "ball_speed": ("pos", None),
+    "left_paddle_speed": ("pos", None),
+    "right_paddle_speed": ("pos", None),
+    "cake_paddle": ("bool", None),
+    "bounce_randomness": ("bool", None),
+    "max_reward": ("real", None),
+    "off_screen_penalty": ("real", None),
+    "frame_size": ("int", MIN_FRAME_SIZE),
+    "frame_stack": ("int", 1),
+}
+
+
+def _check_value(key: str, value: Any) -> None:
+    """Raise TypeError/ValueError if ``value`` breaks the rule for ``key``."""
+    kind, bound = _RULES[key]
+    given = f"got {value!r} ({type(value).__name__})"
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"env_config[{key!r}] must be a bool, {given}.")
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        want = "an int" if kind == "int" else "a number"
+        raise TypeError(f"env_config[{key!r}] must be {want}, {given}.")
+    if kind == "int":
+        if not isinstance(value, numbers.Integral):
+            raise TypeError(f"env_config[{key!r}] must be an int, {given}.")
+        if value < bound:
+            raise ValueError(f"env_config[{key!r}] must be an int >= {bound}, {given}.")
+    elif not math.isfinite(value):
+        raise ValueError(f"env_config[{key!r}] must be finite, {given}.")
+    elif kind == "pos" and value <= 0:
+        raise ValueError(f"env_config[{key!r}] must be > 0, {given}.")
+
+
+def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check a cooperative pong ``env_config`` and fill in the defaults.
+
+    Args:
+        env_config: Mapping (a plain dict or RLlib's ``EnvContext``) with any of
+            ``obs`` ("features" (default) or "pixels"), the game's keyword
+            arguments ``max_cycles`` (int >= 1, default 900), ``ball_speed``,
+            ``left_paddle_speed``, ``right_paddle_speed`` (numbers > 0),
+            ``cake_paddle``, ``bounce_randomness`` (bools), ``max_reward``,
+            ``off_screen_penalty`` (finite numbers), and, for ``obs="pixels"``
+            only, ``frame_size`` (int >= 8, default 42) and ``frame_stack``
+            (int >= 1, default 4). ``None`` means all defaults.
+
+    Returns:
+        A new plain dict holding every key that applies to the chosen view,
+        defaults filled in.
+
+    Raises:
+        TypeError: ``env_config`` is not a mapping, or a value has the wrong type.
+        ValueError: unknown key, unknown ``obs`` view, a value out of range, or
+            pixel-only keys given for the features view.
+
+    Example:
+        >>> validate_pong_config({"max_cycles": 300})["obs"]
+        'features'
+        >>> validate_pong_config({"frame_szie": 42})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown env_config key(s) ['frame_szie'] for cooperative pong; allowed keys: ...
+    """
+    if env_config is None:
+        env_config = {}
+    if not isinstance(env_config, Mapping):
+        raise TypeError(
+            f"env_config must be a dict (or None), got {type(env_config).__name__}."
+        )
+    unknown = sorted(str(k) for k in env_config if k not in ALLOWED_KEYS)
+    if unknown:
+        raise ValueError(
+            f"Unknown env_config key(s) {unknown} for cooperative pong; allowed keys: "
+            f"{list(ALLOWED_KEYS)}."
+        )
+    obs = env_config.get("obs", "features")
+    if not isinstance(obs, str) or obs not in OBS_VIEWS:
+        raise ValueError(
+            f"env_config['obs'] must be one of {list(OBS_VIEWS)}, got {obs!r}."
+        )
+    defaults = dict(GAME_DEFAULTS)
+    if obs == "pixels":
+        defaults.update(PIXEL_DEFAULTS)
+    else:
+        pixel_only = sorted(k for k in PIXEL_DEFAULTS if k in env_config)
+        if pixel_only:
+            raise ValueError(
+                f"env_config key(s) {pixel_only} only apply to obs='pixels', but "
+                f"obs={obs!r}; drop them or set obs='pixels'."
+            )
+    config: dict[str, Any] = {"obs": obs}
+    for key, default in defaults.items():
+        value = env_config.get(key, default)
+        _check_value(key, value)
+        config[key] = value
+    return config

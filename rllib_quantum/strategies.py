@@ -1,0 +1,143 @@
+"""Distribution strategies: how a multi-agent env's agents map to trained RLlib modules.
+
+==============  ==========================================================================
+``independent``  one module per agent (MADQRL): ``policy_mapping_fn: agent_id -> agent_id``
+``shared``       one module for all agents (parameter sharing): ``agent_id -> "shared"``
+``joint``        one centralized module on the joint env (all observations in, a
+                 ``MultiDiscrete`` joint action out, rewards summed): ``"joint" -> "joint"``
+``averaged``     ``independent`` plus :class:`~rllib_quantum.callbacks.ParameterAveragingCallback`
+==============  ==========================================================================
+
+Every strategy works with ``module: quantum`` (:class:`QuantumPPORLModule`) and
+``module: classical`` (RLlib's default PPO module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import gymnasium as gym
+
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rllib_quantum.envs import COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT
+from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
+
+STRATEGIES = ("independent", "shared", "joint", "averaged")
+MODULE_KINDS = ("quantum", "classical")
+SHARED_MODULE_ID = "shared"
+JOINT_AGENT_ID = "joint"
+# Env name -> its registered joint-agent variant.
+JOINT_ENVS = {COOPERATIVE_PONG: COOPERATIVE_PONG_JOINT}
+
+
+def agent_to_own_module(agent_id, episode=None, **kwargs):
+    """``independent``/``joint`` mapping: every agent trains the module named like itself."""
+    return agent_id
+
+
+def agent_to_shared_module(agent_id, episode=None, **kwargs):
+    """``shared`` mapping: every agent acts with (and trains) the one shared module."""
+    return SHARED_MODULE_ID
+
+
+@dataclasses.dataclass
+class StrategyPlan:
+    """What a strategy asks of RLlib: the env to run, the modules and the agent -> module map."""
+
+    strategy: str
+    env: str
+    module_ids: List[str]
+    policy_mapping_fn: Callable
+    agents_of_module: Dict[str, List[str]]
+
+    @property
+    def averaging(self) -> bool:
+        return self.strategy == "averaged"
+
+
+def plan_strategy(strategy: str, env: str, agent_ids: List[str]) -> StrategyPlan:
+    """Maps ``agent_ids`` of ``env`` to modules under ``strategy``.
+
+    Example:
+        >>> plan = plan_strategy("shared", COOPERATIVE_PONG, ["paddle_0", "paddle_1"])
+        >>> plan.module_ids, plan.policy_mapping_fn("paddle_1")
+        (['shared'], 'shared')
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"config key 'strategy' must be one of {list(STRATEGIES)}, got {strategy!r}")
+    agent_ids = [str(a) for a in agent_ids]
+    if strategy in ("independent", "averaged"):
+        return StrategyPlan(strategy, env, agent_ids, agent_to_own_module, {a: [a] for a in agent_ids})
+    if strategy == "shared":
+        return StrategyPlan(strategy, env, [SHARED_MODULE_ID], agent_to_shared_module, {SHARED_MODULE_ID: agent_ids})
+    if env not in JOINT_ENVS:
+        raise ValueError(
+            f"strategy 'joint' needs a joint-agent variant of env {env!r}; available for: {sorted(JOINT_ENVS)} "
+            "(wrap your env in rllib_quantum.envs.JointAgentEnv and use strategy 'independent' on it)"
+        )
+    return StrategyPlan(strategy, JOINT_ENVS[env], [JOINT_AGENT_ID], agent_to_own_module, {JOINT_AGENT_ID: agent_ids})
+
+
+def validate_classical_model_config(model_config: Optional[Mapping[str, Any]]) -> dict:
+    """Checks keys against RLlib's ``DefaultModelConfig`` (the classical modules' options)."""
+    model_config = dict(model_config or {})
+    allowed = sorted(f.name for f in dataclasses.fields(DefaultModelConfig))
+    unknown = sorted(set(model_config) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown model_config key(s) {unknown} for module: classical; allowed (RLlib DefaultModelConfig): {allowed}")
+    return model_config
+
+
+def module_spec(
+    kind: str,
+    model_config: Optional[Mapping[str, Any]] = None,
+    observation_space: Optional[gym.Space] = None,
+    action_space: Optional[gym.Space] = None,
+) -> RLModuleSpec:
+    """An ``RLModuleSpec`` for a quantum or classical PPO module (validated now, not on a worker)."""
+    if kind == "quantum":
+        cfg = validate_model_config(model_config, observation_space, action_space)
+        return RLModuleSpec(
+            module_class=QuantumPPORLModule,
+            observation_space=observation_space,
+            action_space=action_space,
+            model_config=cfg,
+        )
+    if kind == "classical":
+        return RLModuleSpec(
+            observation_space=observation_space,
+            action_space=action_space,
+            model_config=validate_classical_model_config(model_config),
+        )
+    raise ValueError(f"config key 'module' must be one of {list(MODULE_KINDS)}, got {kind!r}")
+
+
+def multi_module_spec(
+    plan: StrategyPlan,
+    kind: str,
+    model_config: Optional[Mapping[str, Any]],
+    observation_spaces: Mapping[str, gym.Space],
+    action_spaces: Mapping[str, gym.Space],
+) -> MultiRLModuleSpec:
+    """One ``RLModuleSpec`` per module of ``plan``, each with the spaces of the agents it serves.
+
+    Agents that share a module must have the same spaces (checked here).
+    """
+    specs = {}
+    for module_id, agents in plan.agents_of_module.items():
+        if plan.strategy == "joint":
+            obs_space, act_space = observation_spaces[JOINT_AGENT_ID], action_spaces[JOINT_AGENT_ID]
+        else:
+            obs_space, act_space = observation_spaces[agents[0]], action_spaces[agents[0]]
+            for other in agents[1:]:
+                if observation_spaces[other] != obs_space or action_spaces[other] != act_space:
+                    raise ValueError(
+                        f"strategy {plan.strategy!r}: agents {agents[0]!r} and {other!r} share module {module_id!r} "
+                        "but have different observation or action spaces"
+                    )
+        specs[module_id] = module_spec(kind, model_config, obs_space, act_space)
+    return MultiRLModuleSpec(rl_module_specs=specs)

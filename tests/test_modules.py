@@ -1,0 +1,111 @@
+"""QuantumPPORLModule: shapes, gradients, critic variants, inference-only copies, bad input."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+
+from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
+
+VEC5 = gym.spaces.Box(-1, 1, (5,), np.float32)
+VEC12 = gym.spaces.Box(-1, 1, (12,), np.float32)
+IMG = gym.spaces.Box(0, 1, (42, 42, 4), np.float32)
+D3 = gym.spaces.Discrete(3)
+MD33 = gym.spaces.MultiDiscrete([3, 3])
+
+
+def make(obs=VEC5, act=D3, **model_config):
+    model_config.setdefault("circuit", {"n_qubits": 5, "n_layers": 2})
+    return QuantumPPORLModule(observation_space=obs, action_space=act, model_config=model_config)
+
+
+@pytest.mark.parametrize(
+    "obs, act, model_config, encoder, readout, n_logits",
+    [
+        (VEC5, D3, {}, "none", "expval", 3),
+        (gym.spaces.Box(-1, 1, (3,), np.float32), D3, {}, "none", "expval", 3),
+        (VEC12, D3, {}, "linear", "expval", 3),
+        (IMG, D3, {}, "cnn", "expval", 3),
+        (VEC5, MD33, {}, "none", "linear", 6),
+        (VEC5, D3, {"readout": "linear", "critic": "quantum"}, "none", "linear", 3),
+        (IMG, MD33, {"critic": "quantum", "circuit": {"n_qubits": 4, "n_layers": 1, "ansatz": "hardware_efficient"}}, "cnn", "linear", 6),
+    ],
+)
+def test_forward_shapes_and_gradients_reach_every_parameter(obs, act, model_config, encoder, readout, n_logits):
+    module = make(obs, act, **model_config)
+    assert module.resolved_model_config["encoder"] == encoder
+    assert module.resolved_model_config["readout"] == readout
+    batch = {Columns.OBS: torch.as_tensor(np.stack([obs.sample() for _ in range(6)]))}
+
+    out = module.forward_train(batch)
+    logits = out[Columns.ACTION_DIST_INPUTS]
+    assert logits.shape == (6, n_logits) and logits.dtype == torch.float32
+    values = module.compute_values(batch, embeddings=out[Columns.EMBEDDINGS])
+    assert values.shape == (6,)
+    # The GAE connector calls compute_values without embeddings: same numbers.
+    torch.testing.assert_close(module.compute_values(batch), values)
+
+    dist = module.get_train_action_dist_cls().from_logits(logits)
+    actions = dist.sample()
+    assert all(act.contains(a) for a in actions.numpy())
+    loss = -dist.logp(actions).mean() + values.pow(2).mean()
+    loss.backward()
+    for name, p in module.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+
+    inference = module.forward_inference(batch)
+    torch.testing.assert_close(inference[Columns.ACTION_DIST_INPUTS], logits)
+
+
+def test_parameter_counts_split_quantum_and_classical():
+    module = make(critic_hiddens=[8])
+    counts = module.parameter_counts()
+    # 2 layers x 5 wires x 3 Rot angles + input scaling (2 x 5) + output scaling (3 read-out wires)
+    assert counts["quantum"] == 30 + 10 + 3
+    # classical critic 5 -> 8 -> 1; no encoder parameters (observation fits the register)
+    assert counts["classical"] == 5 * 8 + 8 + 8 + 1
+    assert counts["total"] == counts["quantum"] + counts["classical"]
+
+
+def test_inference_only_copy_drops_critic_and_loads_learner_state():
+    learner_copy = make(critic="quantum")
+    runner_copy = QuantumPPORLModule(
+        observation_space=VEC5, action_space=D3, inference_only=True, model_config=learner_copy.model_config
+    )
+    assert not hasattr(runner_copy, "critic")
+    state = learner_copy.get_state(inference_only=True)
+    assert not any(k.startswith("critic") for k in state)
+    runner_copy.set_state(state)
+    obs = {Columns.OBS: torch.rand(4, 5) * 2 - 1}
+    torch.testing.assert_close(
+        runner_copy.forward_inference(obs)[Columns.ACTION_DIST_INPUTS],
+        learner_copy.forward_inference(obs)[Columns.ACTION_DIST_INPUTS],
+    )
+
+
+@pytest.mark.parametrize(
+    "obs, act, model_config, error, match",
+    [
+        (VEC5, D3, {"circuit": {"n_qubits": 0}}, ValueError, r"'circuit.n_qubits' must be >= 1"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "ansatz": "qaoa"}}, ValueError, r"'circuit.ansatz' must be one of \['strongly_entangling'"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "device": "my.device"}}, ValueError, r"'circuit.device' must be one of"),
+        (VEC5, D3, {"circuit": {"n_qubits": "5"}}, TypeError, r"'circuit.n_qubits' must be an int"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "depth": 3}}, ValueError, r"unknown circuit key\(s\) \['circuit.depth'\]"),
+        (VEC5, D3, {"hiddens": [3]}, ValueError, r"unknown model_config key\(s\) \['hiddens'\]; allowed"),
+        (VEC5, D3, {"encoder": "transformer"}, ValueError, r"'encoder' must be one of \['auto', 'none', 'linear', 'cnn'\]"),
+        (VEC12, D3, {"encoder": "none"}, ValueError, r"'encoder': 'none' needs a vector observation of at most n_qubits=4"),
+        (IMG, D3, {"conv_filters": [[16, 50, 4]]}, ValueError, r"'conv_filters': layer 0 \(kernel 50, stride 4\) does not fit"),
+        (gym.spaces.Box(0, 1, (4, 4), np.float32), D3, {}, ValueError, r"'encoder': 'auto' handles vector"),
+        (gym.spaces.Dict({"a": VEC5}), D3, {}, ValueError, r"takes Box observations"),
+        (VEC5, gym.spaces.Box(-1, 1, (2,)), {}, ValueError, r"takes Discrete or \(1-D\) MultiDiscrete action spaces"),
+        (VEC5, gym.spaces.Discrete(7), {"readout": "expval"}, ValueError, r"'readout': 'expval' reads one wire per logit"),
+        (VEC5, D3, {"critic": "quantum", "critic_circuit": {"n_qubits": 3}}, ValueError, r"'critic_circuit.n_qubits' must equal"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "n_outputs": 2}}, ValueError, r"'circuit.n_outputs' is not settable"),
+    ],
+)
+def test_bad_model_config_names_the_key(obs, act, model_config, error, match):
+    with pytest.raises(error, match=match):
+        validate_model_config(model_config, obs, act)
+    with pytest.raises(error, match=match):  # the module raises the same before building anything
+        QuantumPPORLModule(observation_space=obs, action_space=act, model_config=model_config)
