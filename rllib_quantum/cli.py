@@ -2,6 +2,7 @@
 
     rllib-quantum train CONFIG [--stop-iters N] [--set key=value ...] [--storage DIR] [--address ADDR]
     rllib-quantum describe CONFIG [--set key=value ...]
+    rllib-quantum tune SEARCH [--num-samples N] [--set key=value ...] [--storage DIR] [--address ADDR]
 
 Every config and override is validated before Ray starts.
 """
@@ -38,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
 
     describe = sub.add_parser("describe", help="print each module's circuit diagram and parameter counts")
     add_common(describe)
+
+    search = sub.add_parser("tune", help="hyperparameter search from a tuning/*.yaml file")
+    search.add_argument("search", help="search YAML (see tuning/)")
+    search.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="fix a base-experiment key for every trial (dotted, value parsed as YAML); repeatable",
+    )
+    search.add_argument("--num-samples", type=int, default=None, help="trials to sample (default: the file's)")
+    search.add_argument("--storage", default=None, help="results folder (default: ./results)")
+    search.add_argument("--address", default=None, help="join this Ray cluster instead of starting one")
+    search.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
     return parser
 
 
@@ -85,7 +97,7 @@ def _progress_callback():
             agents = runners.get("agent_episode_returns_mean") or {}
             returns = " ".join(f"{a}={float(v):7.2f}" for a, v in sorted(agents.items())) or "(no episode finished yet)"
             print(
-                f"[iter {result.get('training_iteration', 0):4d}] env steps {int(runners.get('num_env_steps_sampled_lifetime', 0)):8d}"
+                f"[{trial.trial_id} iter {result.get('training_iteration', 0):4d}] env steps {int(runners.get('num_env_steps_sampled_lifetime', 0)):8d}"
                 f" | mean return {returns} | {result.get('time_this_iter_s', 0):6.1f} s/iter",
                 flush=True,
             )
@@ -95,19 +107,12 @@ def _progress_callback():
 
 def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optional[int], api: str) -> dict:
     """Runs ``exp`` with Tune; writes the learning curve; returns the summary numbers."""
-    import ray
     from ray import tune
 
-    from rllib_quantum.envs import register_envs
     from rllib_quantum.plotting import plot_learning_curves, read_progress
 
     start = time.time()
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False)
-    register_envs()  # Tune's registry is per Ray session: (re-)register on the one we use
+    _init_ray(address, num_cpus)
     callbacks = [_progress_callback()]
     if api == "run":
         analysis = tune.run(exp.trainable, verbose=1, callbacks=callbacks, **exp.tune_run_kwargs(storage))
@@ -142,8 +147,51 @@ def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optiona
     return summary
 
 
+def _init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
+    import ray
+
+    from rllib_quantum.envs import register_envs
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False)
+    register_envs()  # Tune's registry is per Ray session: (re-)register on the one we use
+
+
+def tune_search(search, storage: Optional[str], num_samples: Optional[int], address=None, num_cpus=None) -> dict:
+    """Runs a :class:`~rllib_quantum.search.Search`; prints and returns the best trial's numbers."""
+    _init_ray(address, num_cpus)
+    grid = search.tuner(storage, num_samples=num_samples, verbose=1, callbacks=[_progress_callback()]).fit()
+    errors = [r.error for r in grid if r.error]
+    if errors:
+        raise RuntimeError(f"{len(errors)} trial(s) failed, first: {errors[0]}")
+    best = grid.get_best_result(metric=search.metric, mode=search.mode, scope="all")
+    summary = {
+        "trials": len(grid),
+        "best_config": best.config,
+        "best_metric": float(best.metrics_dataframe[search.metric].max() if search.mode == "max" else best.metrics_dataframe[search.metric].min()),
+        "logs": str(Path(best.path).parent),
+    }
+    print(f"\nBEST of {summary['trials']} trials: {search.metric} = {summary['best_metric']:.2f} with {best.config}; logs: {summary['logs']}")
+    return summary
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "tune":
+        from rllib_quantum.search import load_search
+
+        try:
+            if args.num_samples is not None and args.num_samples < 1:
+                raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+            search = load_search(args.search, parse_overrides(args.overrides))
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            print(f"rllib-quantum: error: {err}", file=sys.stderr)
+            return 2
+        tune_search(search, args.storage, args.num_samples, args.address, args.num_cpus)
+        return 0
     try:
         exp = _load(args)
     except (ValueError, TypeError, FileNotFoundError) as err:

@@ -1,6 +1,7 @@
 """The ``rllib-quantum`` command: a real 2-iteration PPO run, ``describe``, and bad input."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,10 @@ def test_train_runs_independent_quantum_policies_through_tune(ray_session, stora
     )
     out = capsys.readouterr().out
     assert summary["iterations"] == iters
-    assert summary["env_steps"] == 200 * iters
+    assert 200 * iters <= summary["env_steps"] < 200 * iters + 8  # 4 vectorized envs may overshoot by a step each
     assert sorted(summary["mean_return_per_agent"]) == ["paddle_0", "paddle_1"]
-    assert "[iter    1] env steps      200 | mean return paddle_0=" in out
-    assert f"SUMMARY quantum-independent-pong-features: {iters} iterations, {200 * iters} env steps" in out
+    assert re.search(r"\[\w+ iter    1\] env steps +20\d \| mean return paddle_0=", out)
+    assert re.search(rf"SUMMARY quantum-independent-pong-features: {iters} iterations, {summary['env_steps']} env steps", out)
 
     trial = Path(summary["logs"])
     assert Path(summary["learning_curve"]).stat().st_size > 10_000  # a real PNG, not an empty file

@@ -9,20 +9,21 @@ it. Gate matrices are PennyLane's (``pennylane/ops/qubit/parametric_ops_single_q
     RZ(t) = diag(exp(-i t/2), exp(i t/2))
     Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
 
-Two strategies compute the same numbers:
+The encoding is made diagonal by a fixed change of frame, ``RX(t) = H RZ(t) H`` and
+``RY(t) = (S H) RZ(t) (S H)^dagger``: encoding a batch is one real matmul ``(B, n) @ (n, 2**n)``
+(the phases ``-t.z(k)/2`` of every basis state ``k``) and one ``torch.polar``, and the frame
+matrices are folded into the variational layers, which then depend only on the weights. Two
+strategies apply those layers and compute the same numbers (:meth:`StatevectorCircuit.prefers_dense`
+picks one):
 
-* **dense** (``n_qubits <= DENSE_MAX_QUBITS``): every variational layer (rotations, then its CNOT
-  entangler, which is one fixed permutation of the ``2**n`` basis states) becomes one
-  ``2**n x 2**n`` matrix that depends only on the weights. The encoding is made diagonal by a fixed
-  change of frame, ``R_X(t) = H RZ(t) H`` and ``R_Y(t) = (S H) RZ(t) (S H)^dagger``, and the
-  frame matrices are folded into the layer matrices, so the encoding of a batch is one real matmul
-  and a complex exponential, and each layer is one complex matmul. With the weights fixed
-  (:meth:`StatevectorCircuit.compile`), ``angle`` encoding multiplies all layers into one matrix:
-  batch-1 inference is one encoding and one matrix-vector product.
-* **factored** (larger registers, where ``4**n`` matrices do not pay): the state is kept as
-  ``(B, 2**n)``; on every layer the encoding gate of each wire is fused with that wire's variational
-  rotation into a per-sample 2x2 matrix, wires are grouped into chunks whose Kronecker products are
-  applied as batched matmuls, and the CNOT entangler is one gather with a precomputed permutation.
+* **dense** (small registers): every layer (rotations, then its CNOT entangler, which is one fixed
+  permutation of the ``2**n`` basis states) is one ``2**n x 2**n`` matrix, applied as one complex
+  matmul. With the weights fixed (:meth:`StatevectorCircuit.compile`), ``angle`` encoding
+  multiplies all layers into one matrix: batch-1 inference is one encoding and one matrix-vector
+  product.
+* **factored** (larger registers, and training, where ``4**n`` matrices do not pay): per layer,
+  Kronecker blocks of at most ``FACTORED_CHUNK_QUBITS`` wires applied as GEMMs, then the entangler
+  as one gather with a precomputed permutation.
 
 ``PauliZ`` read-outs are ``|amplitude|**2`` times a fixed ``(2**n, n_outputs)`` matrix of signs.
 Amplitudes are complex64 for float32 inputs and complex128 for float64.
@@ -75,7 +76,10 @@ def fast_path_unsupported_reason(spec: CircuitSpec) -> Optional[str]:
     if spec.shots is not None:
         return f"shots={spec.shots} asks for sampled expectation values; the fast path computes exact ones (shots=None)"
     if spec.device not in FAST_DEVICES:
-        return f"device={spec.device!r} is not a noiseless statevector simulator the fast path reproduces (allowed: {list(FAST_DEVICES)})"
+        return (
+            f"device={spec.device!r} is not a noiseless statevector simulator the fast path reproduces "
+            f"(allowed: {list(FAST_DEVICES)})"
+        )
     return None
 
 
@@ -133,9 +137,6 @@ def rot_matrix(phi: torch.Tensor, theta: torch.Tensor, omega: torch.Tensor) -> t
         _cplx(torch.cos(minus) * s, -torch.sin(minus) * s),
         _cplx(torch.cos(plus) * c, torch.sin(plus) * c),
     )
-
-
-ENCODING_GATES = {"X": rx_matrix, "Y": ry_matrix, "Z": rz_matrix}
 
 
 def layer_rotations(spec: CircuitSpec, weights: torch.Tensor, layer: int) -> torch.Tensor:
@@ -448,7 +449,11 @@ class _Permute(torch.autograd.Function):
 
 
 def _apply_block(psi: torch.Tensor, block: torch.Tensor, start: int, length: int) -> torch.Tensor:
-    """Applies the ``(2**length, 2**length)`` ``block`` to wires ``start .. start+length-1`` of ``psi`` ``(B, 2**n)``."""
+    """Applies the ``(2**length, 2**length)`` ``block`` to wires ``start .. start+length-1`` of ``psi``.
+
+    ``psi`` is ``(B, 2**n)``; the last block is one GEMM, the others a matmul broadcast over the
+    wires before the block.
+    """
     batch, k = psi.shape
     size = 2**length
     left, right = 2**start, k // (2**start * size)

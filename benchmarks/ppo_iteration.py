@@ -1,0 +1,125 @@
+"""PPO iteration time on cooperative pong features, 2 independent agents: quantum vs classical.
+
+Side by side in one process, same env, strategy, batch sizes and env-runner settings:
+
+- ``quantum``            configs/quantum_independent_pong_features.yaml (fast execution path)
+- ``quantum-pennylane``  the same, with ``model_config.circuit.execution: pennylane`` forced
+- ``classical``          configs/classical_independent_pong_features.yaml (RLlib's 64x64 MLPs)
+
+Each variant: build the algorithm, one warm-up iteration, then ``iterations`` timed iterations;
+every timed iteration must have trained both modules (a sampling time-out would train nothing and
+is reported as a failure, not as a fast iteration). Ends with the ratios.
+
+    python benchmarks/ppo_iteration.py [--iterations 3] [--batch 1000] [--skip-pennylane]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass
+class Args:
+    iterations: int = 3  # timed iterations per variant (after one warm-up)
+    batch: int = 1000  # train_batch_size_per_learner (env steps per iteration)
+    minibatch: int = 250
+    epochs: int = 4
+    num_env_runners: int = 1
+    num_envs_per_env_runner: int = 4
+    skip_pennylane: bool = False  # the PennyLane-forced variant is slow (tens of seconds per iteration)
+
+
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for field in dataclasses.fields(Args):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, type=int, default=field.default)
+    return Args(**vars(parser.parse_args()))
+
+
+def variants(args: Args) -> dict:
+    common = {
+        "ppo.train_batch_size_per_learner": args.batch,
+        "ppo.minibatch_size": args.minibatch,
+        "ppo.num_epochs": args.epochs,
+        "env_runners.num_env_runners": args.num_env_runners,
+        "env_runners.num_envs_per_env_runner": args.num_envs_per_env_runner,
+    }
+    quantum = ROOT / "configs" / "quantum_independent_pong_features.yaml"
+    out = {
+        "quantum": (quantum, common),
+        "classical": (ROOT / "configs" / "classical_independent_pong_features.yaml", common),
+    }
+    if not args.skip_pennylane:
+        out["quantum-pennylane"] = (quantum, {**common, "model_config.circuit.execution": "pennylane"})
+    return out
+
+
+def time_variant(config_path, overrides, iterations: int) -> dict:
+    from rllib_quantum.config import load_experiment
+
+    exp = load_experiment(config_path, overrides)
+    algo = exp.algo_config.build_algo()
+    try:
+        algo.train()  # warm-up: actor start, QNode/cache building, first torch calls
+        times, sample_times = [], []
+        for _ in range(iterations):
+            start = time.perf_counter()
+            result = algo.train()
+            times.append(time.perf_counter() - start)
+            trained = [result["learners"][m]["num_module_steps_trained"] for m in exp.plan.module_ids]
+            if min(trained) <= 0:
+                raise RuntimeError(f"an iteration trained nothing ({trained}): sampling timed out?")
+            sample_times.append(result["timers"]["env_runner_sampling_timer"])
+        counts = exp.build_modules()[exp.plan.module_ids[0]]
+        params = sum(p.numel() for p in counts.parameters() if p.requires_grad)
+    finally:
+        algo.stop()
+    return {"iter_s": statistics.mean(times), "sample_s": statistics.mean(sample_times), "params": params}
+
+
+def main() -> None:
+    args = parse_args()
+    import ray
+    import ray.tune.trainable.trainable as trainable
+    import torch
+
+    from rllib_quantum.envs import register_envs
+
+    trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="rq-bench-")  # not ~/ray_results
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    register_envs()
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads in the driver)")
+    print(f"settings: {dataclasses.asdict(args)}\n")
+
+    rows = {}
+    for name, (path, overrides) in variants(args).items():
+        rows[name] = time_variant(path, overrides, args.iterations)
+        r = rows[name]
+        print(f"{name:18s} {r['iter_s']:8.2f} s/iter   sampling {r['sample_s']:7.2f} s   params/module {r['params']}", flush=True)
+
+    print("\n| variant | s / iteration | of which sampling (s) | trainable params per module |")
+    print("| --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['iter_s']:.2f} | {r['sample_s']:.2f} | {r['params']} |")
+    q, c = rows["quantum"]["iter_s"], rows["classical"]["iter_s"]
+    print(f"\nratio quantum / classical iteration time: {q / c:.2f}  (goal <= 1.2)")
+    if "quantum-pennylane" in rows:
+        print(f"ratio quantum-pennylane / quantum (what the fast path buys): {rows['quantum-pennylane']['iter_s'] / q:.1f}x")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
