@@ -17,14 +17,13 @@ Run:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
-import statistics
 import time
-from typing import Callable, Tuple
+from typing import Tuple
 
 import torch
+from common import median_seconds, parse_args
 
 
 @dataclasses.dataclass
@@ -45,30 +44,8 @@ class Args:
     """seed for weights and inputs"""
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for field in dataclasses.fields(Args):
-        default = getattr(Args, field.name)
-        if isinstance(default, tuple):
-            parser.add_argument(f"--{field.name}", nargs="+", type=type(default[0]), default=default)
-        else:
-            parser.add_argument(f"--{field.name}", type=type(default), default=default)
-    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args()).items()})
-
-
-def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
-    """Median wall time of ``fn()`` over repeated calls (at least 5, for at least ``min_seconds``)."""
-    fn()  # warm-up: builds QNodes, caches, constants
-    times, start = [], time.perf_counter()
-    while len(times) < 5 or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
-    args = parse_args()
+    args = parse_args(Args, __doc__.split("\n")[0])
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -93,12 +70,13 @@ def main() -> None:
             x = torch.rand(1, n_qubits) * 2 - 1
 
             with torch.no_grad():
-                t_pl = median_seconds(lambda: pennylane(x), args.min_seconds)
+                t_pl = median_seconds(lambda: pennylane(x), args.min_seconds, min_repeats=5)
                 t_uncached = median_seconds(
                     lambda: fast._fast(x, fast.weights, fast.input_scale, dense=False),
                     args.min_seconds,
+                    min_repeats=5,
                 )
-                t_cached = median_seconds(lambda: fast(x), args.min_seconds)
+                t_cached = median_seconds(lambda: fast(x), args.min_seconds, min_repeats=5)
                 diff = float((fast(x) - pennylane(x)).abs().max())
             rows.append((n_qubits, encoding, t_pl, t_cached))
             print(f"{n_qubits:>6} {encoding:>11} {t_pl * 1e3:>9.2f} ms {t_uncached * 1e6:>11.0f} us "

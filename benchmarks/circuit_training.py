@@ -18,14 +18,13 @@ Run:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
-import statistics
 import time
 from typing import Callable, Tuple
 
 import torch
+from common import median_seconds, parse_args
 
 
 @dataclasses.dataclass
@@ -54,28 +53,6 @@ class Args:
     """seed for weights and inputs"""
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for field in dataclasses.fields(Args):
-        default = getattr(Args, field.name)
-        if isinstance(default, tuple):
-            parser.add_argument(f"--{field.name}", nargs="+", type=type(default[0]), default=default)
-        else:
-            parser.add_argument(f"--{field.name}", type=type(default), default=default)
-    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args()).items()})
-
-
-def median_seconds(fn: Callable[[], object], min_seconds: float) -> float:
-    """Median wall time of ``fn()`` over repeated calls (at least 3, for at least ``min_seconds``)."""
-    fn()  # warm-up
-    times, start = [], time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def train_step(layer, x: torch.Tensor, probe: torch.Tensor) -> Callable[[], None]:
     """One forward + backward of ``sum(layer(x) * probe)`` (gradients cleared first)."""
 
@@ -87,7 +64,7 @@ def train_step(layer, x: torch.Tensor, probe: torch.Tensor) -> Callable[[], None
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(Args, __doc__.split("\n")[0])
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -116,12 +93,13 @@ def main() -> None:
                     lightning = dict(execution="pennylane", device="lightning.qubit", diff_method="adjoint")
                     variants.append(("pennylane lightning.qubit adjoint", lightning, args.lightning_batch))
 
-                t_fast = median_seconds(train_step(fast, x, probe), args.min_seconds)
+                t_fast = median_seconds(train_step(fast, x, probe), args.min_seconds, min_repeats=3)
                 rows = [("fast (torch statevector)", args.batch, t_fast)]
                 for name, overrides, batch in variants:
                     layer = QuantumLayer({**spec, **overrides})
                     layer.load_state_dict(fast.state_dict())
-                    rows.append((name, batch, median_seconds(train_step(layer, x[:batch], probe[:batch]), args.min_seconds)))
+                    step = train_step(layer, x[:batch], probe[:batch])
+                    rows.append((name, batch, median_seconds(step, args.min_seconds, min_repeats=3)))
                     _check_gradients(fast, layer, x[:batch], probe[:batch])
                 for name, batch, seconds in rows:
                     per_256 = seconds * 256 / batch

@@ -15,13 +15,13 @@ is reported as a failure, not as a fast iteration). Ends with the ratios.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
+
+from common import parse_args, start_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,17 +35,6 @@ class Args:
     num_env_runners: int = 1
     num_envs_per_env_runner: int = 4
     skip_pennylane: bool = False  # the PennyLane-forced variant is slow (tens of seconds per iteration)
-
-
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for field in dataclasses.fields(Args):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=int, default=field.default)
-    return Args(**vars(parser.parse_args()))
 
 
 def variants(args: Args) -> dict:
@@ -90,17 +79,10 @@ def time_variant(config_path, overrides, iterations: int) -> dict:
 
 
 def main() -> None:
-    args = parse_args()
-    import ray
-    import ray.tune.trainable.trainable as trainable
+    args = parse_args(Args, __doc__.split("\n")[0])
     import torch
 
-    from rllib_quantum.envs import register_envs
-
-    trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="rq-bench-")  # not ~/ray_results
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    register_envs()
+    ray = start_ray()
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads in the driver)")
     print(f"settings: {dataclasses.asdict(args)}\n")
 

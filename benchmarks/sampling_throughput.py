@@ -15,12 +15,12 @@ ratios runner / bare env.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from common import parse_args, start_ray
 
 import numpy as np
 
@@ -33,17 +33,6 @@ class Args:
     num_envs_per_env_runner: int = 4
     pennylane_steps: int = 500  # the PennyLane-forced runner is slow: time fewer steps
     skip_pennylane: bool = False
-
-
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for field in dataclasses.fields(Args):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=int, default=field.default)
-    return Args(**vars(parser.parse_args()))
 
 
 def bare_env_steps_per_s(steps: int) -> float:
@@ -79,17 +68,10 @@ def runner_steps_per_s(config: str, overrides: dict, steps: int) -> float:
 
 
 def main() -> None:
-    args = parse_args()
-    import ray
-    import ray.tune.trainable.trainable as trainable
+    args = parse_args(Args, __doc__.split("\n")[0])
     import torch
 
-    from rllib_quantum.envs import register_envs
-
-    trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="rq-bench-")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    register_envs()
+    ray = start_ray()
     torch.set_num_threads(1)  # like an env runner actor (Ray sets OMP_NUM_THREADS=1 there)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, 1 torch thread; settings {dataclasses.asdict(args)}\n")
 
