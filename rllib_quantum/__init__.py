@@ -8,9 +8,13 @@ Public API (documented in README.md):
 - strategies: :data:`STRATEGIES`, :func:`plan_strategy`, :func:`module_spec`
 - envs: :func:`register_envs`, :func:`make_cooperative_pong`, :class:`JointAgentEnv`,
   :data:`COOPERATIVE_PONG`, :data:`COOPERATIVE_PONG_JOINT`
+- averaging: :class:`ParameterAveragingCallback`, :func:`averaging_callback`
+- swap-in: :func:`with_quantum_policies`
+- search: :func:`load_search`
 - plots: :func:`plot_learning_curves`
 """
 
+from rllib_quantum.callbacks import ParameterAveragingCallback, averaging_callback
 from rllib_quantum.circuits import CircuitSpec, QuantumLayer, build_qnode
 from rllib_quantum.circuits import draw as draw_circuit
 from rllib_quantum.config import Experiment, build_experiment, load_experiment
@@ -23,7 +27,9 @@ from rllib_quantum.envs import (
 )
 from rllib_quantum.modules import DEFAULT_MODEL_CONFIG, QuantumPPORLModule, validate_model_config
 from rllib_quantum.plotting import plot_learning_curves
+from rllib_quantum.search import load_search
 from rllib_quantum.strategies import STRATEGIES, module_spec, plan_strategy
+from rllib_quantum.swap import with_quantum_policies
 
 __version__ = "0.1.0"
 
@@ -35,16 +41,20 @@ __all__ = [
     "CircuitSpec",
     "Experiment",
     "JointAgentEnv",
+    "ParameterAveragingCallback",
     "QuantumLayer",
     "QuantumPPORLModule",
+    "averaging_callback",
     "build_experiment",
     "build_qnode",
     "draw_circuit",
     "load_experiment",
+    "load_search",
     "make_cooperative_pong",
     "module_spec",
     "plan_strategy",
     "plot_learning_curves",
     "register_envs",
     "validate_model_config",
+    "with_quantum_policies",
 ]

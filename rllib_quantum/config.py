@@ -248,7 +248,10 @@ def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, An
     if plan.averaging:
         from rllib_quantum.callbacks import averaging_callback
 
-        config.callbacks(averaging_callback(**(spec.get("averaging") or {})))
+        callback = averaging_callback(**(spec.get("averaging") or {}))
+        # Module ids, parameter choice and shapes, checked on locally built modules (milliseconds).
+        callback.check_modules(plan.module_ids, config.rl_module_spec.build())
+        config.callbacks(callback)
     return Experiment(spec["name"], spec, config, spec["stop"], plan, spec["checkpoint"])
 
 

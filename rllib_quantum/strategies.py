@@ -4,7 +4,7 @@
 ``independent``  one module per agent (MADQRL): ``policy_mapping_fn: agent_id -> agent_id``
 ``shared``       one module for all agents (parameter sharing): ``agent_id -> "shared"``
 ``joint``        one centralized module on the joint env (all observations in, a
-                 ``MultiDiscrete`` joint action out, rewards summed): ``"joint" -> "joint"``
+                 ``MultiDiscrete`` joint action out, rewards summed): ``any -> "joint"``
 ``averaged``     ``independent`` plus :class:`~rllib_quantum.callbacks.ParameterAveragingCallback`
 ==============  ==========================================================================
 
@@ -37,6 +37,11 @@ JOINT_ENVS = {COOPERATIVE_PONG: COOPERATIVE_PONG_JOINT}
 def agent_to_own_module(agent_id, episode=None, **kwargs):
     """``independent``/``joint`` mapping: every agent trains the module named like itself."""
     return agent_id
+
+
+def agent_to_joint_module(agent_id, episode=None, **kwargs):
+    """``joint`` mapping: the joint env's one agent (which moves every paddle) trains ``"joint"``."""
+    return JOINT_AGENT_ID
 
 
 def agent_to_shared_module(agent_id, episode=None, **kwargs):
@@ -79,7 +84,7 @@ def plan_strategy(strategy: str, env: str, agent_ids: List[str]) -> StrategyPlan
             f"strategy 'joint' needs a joint-agent variant of env {env!r}; available for: {sorted(JOINT_ENVS)} "
             "(wrap your env in rllib_quantum.envs.JointAgentEnv and use strategy 'independent' on it)"
         )
-    return StrategyPlan(strategy, JOINT_ENVS[env], [JOINT_AGENT_ID], agent_to_own_module, {JOINT_AGENT_ID: agent_ids})
+    return StrategyPlan(strategy, JOINT_ENVS[env], [JOINT_AGENT_ID], agent_to_joint_module, {JOINT_AGENT_ID: agent_ids})
 
 
 def validate_classical_model_config(model_config: Optional[Mapping[str, Any]]) -> dict:

@@ -53,3 +53,16 @@ def test_readme_python_example_runs_both_tune_entry_points(tmp_path):
     assert "'paddle_0'" in printed and "'paddle_1'" in printed
     runs = list((tmp_path / "results" / "quantum-independent-pong-features").glob("PPO_*/progress.csv"))
     assert len(runs) == 2  # one trial from tune.run, one from Tuner.fit
+
+
+def test_readme_swap_in_example_builds_quantum_modules():
+    example = next(b for b in _blocks("python") if "with_quantum_policies(" in b)
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    config, quantum = namespace["config"], namespace["quantum"]
+    specs = quantum.rl_module_spec.rl_module_specs
+    assert {m: s.module_class.__name__ for m, s in specs.items()} == {
+        "paddle_0": "QuantumPPORLModule", "paddle_1": "QuantumPPORLModule"}
+    assert quantum.lr == config.lr == 0.001 and quantum.policy_mapping_fn is config.policy_mapping_fn
+    originals = config.rl_module_spec.rl_module_specs.values()
+    assert all(s.module_class.__name__ == "DefaultPPOTorchRLModule" for s in originals)  # original untouched

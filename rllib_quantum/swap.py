@@ -1,0 +1,117 @@
+"""Swap quantum policies into an RLlib ``PPOConfig`` the package did not write.
+
+Example (RLlib's ``pettingzoo_independent_learning.py`` style)::
+
+    config = (
+        PPOConfig()
+        .environment("rllib_quantum/cooperative_pong", env_config={"obs": "features"})
+        .multi_agent(policies={"paddle_0", "paddle_1"}, policy_mapping_fn=lambda aid, *a, **k: aid)
+        .rl_module(rl_module_spec=MultiRLModuleSpec(
+            rl_module_specs={p: RLModuleSpec() for p in ("paddle_0", "paddle_1")}))
+        .training(lr=0.001)
+    )
+    quantum = with_quantum_policies(config, modules=["paddle_0"], circuit={"n_qubits": 5, "n_layers": 2})
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, List, Optional
+
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
+
+
+def _known_module_ids(config) -> List[str]:
+    spec = config._rl_module_spec
+    if config.is_multi_agent:
+        ids = list(config.policies)
+        if isinstance(spec, MultiRLModuleSpec):
+            ids += [m for m in spec.rl_module_specs if m not in ids]
+        return [str(m) for m in ids]
+    return [DEFAULT_MODULE_ID]
+
+
+def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config) -> RLModuleSpec:
+    obs = old.observation_space if old is not None else None
+    act = old.action_space if old is not None else None
+    if not config.is_multi_agent:  # single agent: spaces may sit on the config itself
+        obs = obs or config.observation_space
+        act = act or config.action_space
+    # Keys are checked now; with known spaces also the encoder/action-space fit. Spaces left
+    # None are inferred by RLlib from the env when the algorithm is built.
+    cfg = validate_model_config(model_config, obs, act)
+    return RLModuleSpec(
+        module_class=QuantumPPORLModule,
+        observation_space=obs,
+        action_space=act,
+        inference_only=old.inference_only if old is not None else False,
+        model_config=cfg,
+    )
+
+
+def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = None, **model_config: Any) -> PPOConfig:
+    """A copy of ``config`` whose chosen modules are :class:`QuantumPPORLModule` s.
+
+    Everything else (env, spaces, ``policies``, ``policy_mapping_fn``, PPO and resource
+    settings, callbacks, the other modules' specs) is left as it was. ``config`` is not changed.
+
+    Args:
+        config: an RLlib ``PPOConfig`` on the new API stack, single- or multi-agent.
+        modules: module ids to replace (default ``None``: all of them). Single-agent configs
+            have the one id ``"default_policy"``.
+        **model_config: the quantum modules' ``model_config`` keys (e.g. ``circuit={"n_qubits":
+            5, "n_layers": 2}``, ``critic="classical"``), validated now.
+
+    Returns:
+        A new ``PPOConfig``.
+
+    Raises:
+        TypeError: ``config`` is not a ``PPOConfig`` (only PPO is supported) or is on the old
+            API stack.
+        ValueError: unknown module ids (the message lists the known ones), or bad model_config.
+
+    Example:
+        >>> from ray.rllib.algorithms.ppo import PPOConfig
+        >>> cfg = PPOConfig().environment("CartPole-v1").training(lr=0.01)
+        >>> q = with_quantum_policies(cfg, circuit={"n_qubits": 4, "n_layers": 1})
+        >>> q.lr, q.rl_module_spec.module_class.__name__
+        (0.01, 'QuantumPPORLModule')
+    """
+    if not isinstance(config, PPOConfig):
+        raise TypeError(
+            f"with_quantum_policies supports PPO only (QuantumPPORLModule is a PPO actor-critic); "
+            f"got {type(config).__name__}"
+        )
+    if not config.enable_rl_module_and_learner:
+        raise TypeError("with_quantum_policies needs RLlib's new API stack (RLModules); this config uses the old stack")
+    known = _known_module_ids(config)
+    wanted = known if modules is None else [str(m) for m in ([modules] if isinstance(modules, str) else modules)]
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        raise ValueError(f"with_quantum_policies: unknown module id(s) {unknown}; known modules: {sorted(known)}")
+    if not wanted:
+        raise ValueError(f"with_quantum_policies: 'modules' is empty; known modules: {sorted(known)}")
+
+    new = config.copy(copy_frozen=False)
+    old_spec = new._rl_module_spec
+    if not new.is_multi_agent:
+        single = old_spec if isinstance(old_spec, RLModuleSpec) else None
+        return new.rl_module(rl_module_spec=_quantum_spec(single, model_config, new))
+
+    if isinstance(old_spec, MultiRLModuleSpec):
+        specs = dict(old_spec.rl_module_specs)
+    elif isinstance(old_spec, RLModuleSpec):  # one spec used for every module
+        specs = {m: old_spec for m in known}
+    else:
+        specs = {}
+    for mid in wanted:
+        specs[mid] = _quantum_spec(specs.get(mid), model_config, new)
+    multi = MultiRLModuleSpec(
+        multi_rl_module_class=old_spec.multi_rl_module_class if isinstance(old_spec, MultiRLModuleSpec) else MultiRLModuleSpec().multi_rl_module_class,
+        rl_module_specs=specs,
+    )
+    return new.rl_module(rl_module_spec=multi)
