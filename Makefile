@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_CONFIG ?= configs/quantum_independent_pong_features.yaml
-DEMO_ITERS  ?= 10
+DEMO_ITERS  ?= 30
 
 .PHONY: setup demo test clean
 

@@ -77,3 +77,13 @@ def test_bad_input_exits_2_with_one_line_before_ray_starts(args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Started a local Ray instance" not in proc.stderr + proc.stdout
+
+
+def test_address_joins_an_existing_ray_cluster(ray_session, storage):
+    """`--address` connects to a running cluster (here: the test session's) instead of starting one."""
+    address = ray_session.get_runtime_context().gcs_address
+    proc = _cli("train", FEATURES, "--stop-iters", "1", *TINY, "--address", address, "--storage", storage)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SUMMARY quantum-independent-pong-features: 1 iterations" in proc.stdout
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert f"Connecting to existing Ray cluster at address: {address}" in proc.stdout + proc.stderr

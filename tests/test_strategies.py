@@ -52,3 +52,22 @@ def test_averaged_classical_runs_through_tune(ray_session, storage):
     assert last["training_iteration"] == 2
     assert last["parameter_averaging"]["rounds"] == 2
     assert np.isfinite(last["parameter_averaging"]["divergence"])
+
+
+PIXEL_CASES = [("quantum", "independent"), ("classical", "joint")]
+
+
+@pytest.mark.parametrize("kind,strategy", PIXEL_CASES, ids=[f"{k}-{s}" for k, s in PIXEL_CASES])
+def test_pixel_configs_train_one_iteration(build_algo, kind, strategy):
+    """The paper's setting: rendered 42x42x4 frames (joint: both paddles' stacks, 8 channels)."""
+    overrides = {**tiny(kind), "env_config.obs": "pixels", "ppo.train_batch_size_per_learner": 100, "ppo.minibatch_size": 50}
+    overrides.pop("model_config.circuit.n_qubits", None)
+    exp = load_experiment(f"configs/{kind}_{strategy}_pong_pixels.yaml", overrides)
+    algo = build_algo(exp.algo_config)
+    result = algo.train()
+    module = algo.get_module(exp.plan.module_ids[0])
+    assert module.observation_space.shape == ((42, 42, 8) if strategy == "joint" else (42, 42, 4))
+    for module_id in exp.plan.module_ids:
+        assert result["learners"][module_id]["num_module_steps_trained"] > 0
+    if kind == "quantum":
+        assert module.resolved_model_config["encoder"] == "cnn"

@@ -75,12 +75,18 @@ class QuantumLayer(nn.Module):
             spec = CircuitSpec.from_config(spec)
         self.spec = spec
         self.weights = nn.Parameter(torch.rand(spec.weight_shape) * 2 * math.pi)
-        scale = torch.ones(spec.n_encodings, spec.n_qubits)
+        scale = torch.full((spec.n_encodings, spec.n_qubits), spec.input_scale_init)
         if spec.input_scaling:
             self.input_scale = nn.Parameter(scale)
         else:
             self.register_buffer("input_scale", scale)
-        self.output_scale = nn.Parameter(torch.ones(spec.n_outputs)) if spec.output_scaling else None
+        out_scale = torch.full((spec.n_outputs,), spec.output_scale_init)
+        if spec.output_scaling:
+            self.output_scale = nn.Parameter(out_scale)
+        elif spec.output_scale_init != 1.0:
+            self.register_buffer("output_scale", out_scale)
+        else:
+            self.output_scale = None
         self._execution_path = _choose_execution_path(spec)
         self._fast = StatevectorCircuit(spec) if self._execution_path == "fast" else None
         self._qnode = None

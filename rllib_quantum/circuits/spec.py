@@ -8,6 +8,7 @@ gate by gate in the README ("The circuits") and in :func:`rllib_quantum.circuits
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Optional
 
 ANSATZE = ("strongly_entangling", "hardware_efficient")
@@ -67,8 +68,12 @@ class CircuitSpec:
         rotation: the encoding rotation, ``"X"``, ``"Y"`` or ``"Z"``.
         n_outputs: read-out wires ``0 .. n_outputs-1`` (``PauliZ`` expectation each);
             default: every wire.
-        input_scaling: trainable per-layer, per-wire factors on the inputs (initialised to 1).
-        output_scaling: trainable per-output factors on the expectation values (initialised to 1).
+        input_scaling: trainable per-layer, per-wire factors on the inputs (else fixed).
+        output_scaling: trainable per-output factors on the expectation values (else fixed).
+        input_scale_init: initial (or fixed) value of every input factor, e.g. ``3.14`` to spread
+            inputs in [-1, 1] over a full turn of the encoding rotation.
+        output_scale_init: initial (or fixed) value of every output factor; larger values make
+            the read-outs sharper logits.
         device: PennyLane device name (``"default.qubit"``, ``"lightning.qubit"``, ...).
         diff_method: PennyLane differentiation method (``"backprop"``, ``"adjoint"``, ...).
         shots: ``None`` for exact expectation values, else the number of samples per evaluation.
@@ -90,6 +95,8 @@ class CircuitSpec:
     n_outputs: Optional[int] = None
     input_scaling: bool = True
     output_scaling: bool = True
+    input_scale_init: float = 1.0
+    output_scale_init: float = 1.0
     device: str = "default.qubit"
     diff_method: str = "backprop"
     shots: Optional[int] = None
@@ -111,6 +118,11 @@ class CircuitSpec:
             )
         _check_bool("input_scaling", self.input_scaling)
         _check_bool("output_scaling", self.output_scaling)
+        for key in ("input_scale_init", "output_scale_init"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"circuit key {key!r} must be a finite number, got {value!r} ({type(value).__name__})")
+            object.__setattr__(self, key, float(value))
         if not isinstance(self.device, str):
             raise TypeError(f"circuit key 'device' must be a PennyLane device name, got {self.device!r}")
         devices = _known_devices()
