@@ -35,6 +35,7 @@ class Args:
     num_env_runners: int = 1
     num_envs_per_env_runner: int = 4
     skip_pennylane: bool = False  # the PennyLane-forced variant is slow (tens of seconds per iteration)
+    n_layers: int = 0  # 0: the config's circuit depth; else override it (the learner's cost grows with it)
 
 
 def variants(args: Args) -> dict:
@@ -46,12 +47,13 @@ def variants(args: Args) -> dict:
         "env_runners.num_envs_per_env_runner": args.num_envs_per_env_runner,
     }
     quantum = ROOT / "configs" / "quantum_independent_pong_features.yaml"
+    depth = {"model_config.circuit.n_layers": args.n_layers} if args.n_layers else {}
     out = {
-        "quantum": (quantum, common),
+        "quantum": (quantum, {**common, **depth}),
         "classical": (ROOT / "configs" / "classical_independent_pong_features.yaml", common),
     }
     if not args.skip_pennylane:
-        out["quantum-pennylane"] = (quantum, {**common, "model_config.circuit.execution": "pennylane"})
+        out["quantum-pennylane"] = (quantum, {**common, **depth, "model_config.circuit.execution": "pennylane"})
     return out
 
 
