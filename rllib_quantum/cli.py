@@ -53,7 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_cpus(args) -> None:
+    if getattr(args, "num_cpus", None) is not None and args.num_cpus < 1:
+        raise ValueError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+
+
 def _load(args):
+    _check_cpus(args)
     overrides = parse_overrides(args.overrides)
     if getattr(args, "stop_iters", None) is not None:
         if args.stop_iters < 1:
@@ -96,9 +102,12 @@ def _progress_callback():
             runners = result.get("env_runners", {})
             agents = runners.get("agent_episode_returns_mean") or {}
             returns = " ".join(f"{a}={float(v):7.2f}" for a, v in sorted(agents.items())) or "(no episode finished yet)"
+            learners = {m: r for m, r in (result.get("learners") or {}).items() if m != "__all_modules__"}
+            idle = sorted(m for m, r in learners.items() if not r.get("num_module_steps_trained"))
+            warning = f" | WARNING: modules {idle} trained nothing (sampling timed out?)" if idle else ""
             print(
                 f"[{trial.trial_id} iter {result.get('training_iteration', 0):4d}] env steps {int(runners.get('num_env_steps_sampled_lifetime', 0)):8d}"
-                f" | mean return {returns} | {result.get('time_this_iter_s', 0):6.1f} s/iter",
+                f" | mean return {returns} | {result.get('time_this_iter_s', 0):6.1f} s/iter{warning}",
                 flush=True,
             )
 
@@ -184,6 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from rllib_quantum.search import load_search
 
         try:
+            _check_cpus(args)
             if args.num_samples is not None and args.num_samples < 1:
                 raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
             search = load_search(args.search, parse_overrides(args.overrides))

@@ -60,8 +60,8 @@ def _assert_synced(algo, n_remote):
 
 @pytest.mark.parametrize(
     "runners,learners,every,optimizer",
-    [(0, 0, 1, "reset"), (2, 1, 2, "keep")],
-    ids=["local-runner-local-learner", "2-remote-runners-1-remote-learner"],
+    [(0, 0, 1, "reset"), (1, 0, 1, "keep"), (2, 1, 2, "keep")],
+    ids=["local-runner-local-learner", "1-remote-runner-local-learner", "2-remote-runners-1-remote-learner"],
 )
 def test_round_syncs_learners_and_every_env_runner(build_algo, runners, learners, every, optimizer):
     exp = load_experiment(CONFIG, tiny(

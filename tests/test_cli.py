@@ -33,6 +33,7 @@ def test_train_runs_independent_quantum_policies_through_tune(ray_session, stora
     assert 200 * iters <= summary["env_steps"] < 200 * iters + 8  # 4 vectorized envs may overshoot by a step each
     assert sorted(summary["mean_return_per_agent"]) == ["paddle_0", "paddle_1"]
     assert re.search(r"\[\w+ iter    1\] env steps +20\d \| mean return paddle_0=", out)
+    assert "trained nothing" not in out
     assert re.search(rf"SUMMARY quantum-independent-pong-features: {iters} iterations, {summary['env_steps']} env steps", out)
 
     trial = Path(summary["logs"])
@@ -69,6 +70,7 @@ def _cli(*args, cwd=ROOT):
         (["--set", "model_config.circuit.n_qubits=0"], "circuit key 'circuit.n_qubits' must be >= 1, got 0"),
         (["--set", "env_config.obs=rgb"], "env_config['obs'] must be one of ['features', 'pixels'], got 'rgb'"),
         (["--stop-iters", "0"], "--stop-iters must be >= 1, got 0"),
+        (["--num-cpus", "0"], "--num-cpus must be >= 1, got 0"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_ray_starts(args, message):
