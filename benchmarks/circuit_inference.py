@@ -18,12 +18,11 @@ Run:
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from typing import Tuple
 
 import torch
-from common import median_seconds, parse_args
+from common import median_seconds, parse_args, setup_torch
 
 
 @dataclasses.dataclass
@@ -46,15 +45,10 @@ class Args:
 
 def main() -> None:
     args = parse_args(Args, __doc__.split("\n")[0])
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-
-    import pennylane as qml
+    print(setup_torch(args.threads, args.seed))
 
     from rllib_quantum.circuits import QuantumLayer
 
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-          f"torch {torch.__version__}, pennylane {qml.__version__}")
     print(f"circuit: {args.ansatz}, {args.n_layers} layers, rotation X, batch 1, no grad; median of >= {args.min_seconds}s\n")
 
     header = f"{'qubits':>6} {'encoding':>11} {'pennylane':>12} {'fast uncached':>14} {'fast cached':>12} {'speedup':>9} {'max |diff|':>11}"

@@ -33,6 +33,21 @@ def parse_args(args_cls: Type[T], description: str) -> T:
     return args_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()})
 
 
+def setup_torch(threads: int, seed: int) -> str:
+    """Sets torch's intra-op threads and seed; returns a one-line description of the machine."""
+    import platform
+
+    import pennylane as qml
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    return (
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}, pennylane {qml.__version__}"
+    )
+
+
 def median_seconds(fn: Callable[[], object], min_seconds: float, min_repeats: int = 3) -> float:
     """Median wall time of ``fn()`` after one warm-up call, over at least ``min_repeats`` calls
     and at least ``min_seconds``."""

@@ -22,34 +22,32 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-quantum", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_common(p):
-        p.add_argument("config", help="experiment YAML (see configs/)")
-        p.add_argument(
-            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-            help="override a config key, dotted, value parsed as YAML (e.g. --set ppo.lr=0.001); repeatable",
-        )
+    def add_overrides(p, help_text):
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+    def add_ray_options(p):
+        p.add_argument("--storage", default=None, help="results folder (default: ./results)")
+        p.add_argument("--address", default=None, help="join this Ray cluster (e.g. auto, or HOST:6379) instead of starting one")
+        p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
+
+    override_help = "override a config key, dotted, value parsed as YAML (e.g. --set ppo.lr=0.001); repeatable"
 
     train = sub.add_parser("train", help="run the experiment with Ray Tune")
-    add_common(train)
+    train.add_argument("config", help="experiment YAML (see configs/)")
+    add_overrides(train, override_help)
     train.add_argument("--stop-iters", type=int, default=None, help="stop after N training iterations")
-    train.add_argument("--storage", default=None, help="results folder (default: ./results)")
-    train.add_argument("--address", default=None, help="join this Ray cluster (e.g. auto, or HOST:6379) instead of starting one")
-    train.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
+    add_ray_options(train)
     train.add_argument("--api", choices=("tuner", "run"), default="tuner", help="ray.tune.Tuner().fit() or ray.tune.run()")
 
     describe = sub.add_parser("describe", help="print each module's circuit diagram and parameter counts")
-    add_common(describe)
+    describe.add_argument("config", help="experiment YAML (see configs/)")
+    add_overrides(describe, override_help)
 
     search = sub.add_parser("tune", help="hyperparameter search from a tuning/*.yaml file")
     search.add_argument("search", help="search YAML (see tuning/)")
-    search.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="fix a base-experiment key for every trial (dotted, value parsed as YAML); repeatable",
-    )
+    add_overrides(search, "fix a base-experiment key for every trial (dotted, value parsed as YAML); repeatable")
     search.add_argument("--num-samples", type=int, default=None, help="trials to sample (default: the file's)")
-    search.add_argument("--storage", default=None, help="results folder (default: ./results)")
-    search.add_argument("--address", default=None, help="join this Ray cluster instead of starting one")
-    search.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
+    add_ray_options(search)
     return parser
 
 

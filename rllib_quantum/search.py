@@ -144,7 +144,8 @@ def load_search(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] =
     scheduler = dict(raw.get("scheduler") or {"type": "fifo"})
     if scheduler.get("type", "fifo") not in SCHEDULERS:
         raise ValueError(f"{path}: scheduler.type must be one of {list(SCHEDULERS)}, got {scheduler.get('type')!r}")
-    for key, value in (("num_samples", raw.get("num_samples", 4)), ("max_iterations", raw.get("max_iterations", 10))):
+    counts = {"num_samples": raw.get("num_samples", 4), "max_iterations": raw.get("max_iterations", 10)}
+    for key, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{path}: {key} must be an int >= 1, got {value!r}")
     # Validate every searched key at the ends of its range before any trial starts.
@@ -163,8 +164,8 @@ def load_search(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] =
         search_space=copy.deepcopy(dict(space)),
         metric=raw["metric"],
         mode=raw.get("mode", "max"),
-        num_samples=raw.get("num_samples", 4),
-        max_iterations=raw.get("max_iterations", 10),
+        num_samples=counts["num_samples"],
+        max_iterations=counts["max_iterations"],
         scheduler=scheduler,
     )
 
