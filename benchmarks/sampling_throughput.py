@@ -10,7 +10,7 @@ Side by side in one process on cooperative pong features (2 paddles):
 Runners use the settings of the shipped configs (``num_envs_per_env_runner`` below). Ends with the
 ratios runner / bare env.
 
-    python benchmarks/sampling_throughput.py [--steps 4000] [--num-envs-per-env-runner 4]
+    python benchmarks/sampling_throughput.py [--steps 4000] [--num-envs-per-env-runner 4] [--profile]
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ class Args:
     num_envs_per_env_runner: int = 4
     pennylane_steps: int = 500  # the PennyLane-forced runner is slow: time fewer steps
     skip_pennylane: bool = False
+    pixel_steps: int = 300  # the bare pixels view (rendering) is measured too, for scale
+    profile: bool = False  # also cProfile one more quantum-runner sample and print where the time goes
 
 
-def bare_env_steps_per_s(steps: int) -> float:
+def bare_env_steps_per_s(steps: int, view: str = "features") -> float:
     from rllib_quantum.envs import make_cooperative_pong
 
-    env = make_cooperative_pong({"obs": "features"})
+    env = make_cooperative_pong({"obs": view})
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     start, done = time.perf_counter(), 0
@@ -50,7 +52,7 @@ def bare_env_steps_per_s(steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def runner_steps_per_s(config: str, overrides: dict, steps: int) -> float:
+def runner_steps_per_s(config: str, overrides: dict, steps: int, profile: bool = False) -> float:
     from rllib_quantum.config import load_experiment
 
     exp = load_experiment(ROOT / "configs" / config, {"env_runners.num_env_runners": 0, **overrides})
@@ -62,6 +64,14 @@ def runner_steps_per_s(config: str, overrides: dict, steps: int) -> float:
         episodes = runner.sample(num_timesteps=steps, random_actions=False)
         elapsed = time.perf_counter() - start
         sampled = sum(e.env_steps() for e in episodes)
+        if profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(runner.sample, num_timesteps=steps, random_actions=False)
+            print(f"\ncProfile of one more {config} runner.sample({steps}), by cumulative time:")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     finally:
         algo.stop()
     return sampled / elapsed
@@ -77,8 +87,9 @@ def main() -> None:
 
     vec = {"env_runners.num_envs_per_env_runner": args.num_envs_per_env_runner}
     rows = {"bare env": bare_env_steps_per_s(args.steps)}
+    pixels = bare_env_steps_per_s(args.pixel_steps, "pixels")
     rows["runner: classical"] = runner_steps_per_s("classical_independent_pong_features.yaml", vec, args.steps)
-    rows["runner: quantum"] = runner_steps_per_s("quantum_independent_pong_features.yaml", vec, args.steps)
+    rows["runner: quantum"] = runner_steps_per_s("quantum_independent_pong_features.yaml", vec, args.steps, args.profile)
     if not args.skip_pennylane:
         rows["runner: quantum-pennylane"] = runner_steps_per_s(
             "quantum_independent_pong_features.yaml", {**vec, "model_config.circuit.execution": "pennylane"}, args.pennylane_steps
@@ -89,7 +100,8 @@ def main() -> None:
     for name, sps in rows.items():
         print(f"| {name} | {sps:,.0f} | {sps / rows['bare env']:.4f} |")
     q = rows["runner: quantum"]
-    print(f"\nratio quantum runner / classical runner: {q / rows['runner: classical']:.2f}")
+    print(f"\nfor scale: the bare pixels view (rendered 42x42x4 frames) steps {pixels:,.0f} env steps / s")
+    print(f"ratio quantum runner / classical runner: {q / rows['runner: classical']:.2f}")
     if "runner: quantum-pennylane" in rows:
         print(f"ratio quantum (fast) / quantum-pennylane runner: {q / rows['runner: quantum-pennylane']:.1f}x")
     ray.shutdown()
