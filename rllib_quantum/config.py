@@ -243,6 +243,10 @@ def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, An
         .learners(**spec["learners"])
         .training(**spec["ppo"])
     )
+    if spec["module"] == "quantum":  # per-group learning rates + circuit diagnostics; RLlib's PPO otherwise
+        from rllib_quantum.learners import QuantumPPOTorchLearner
+
+        config.learners(learner_class=QuantumPPOTorchLearner)
     if spec.get("seed") is not None:
         config.debugging(seed=spec["seed"])
     if plan.averaging:

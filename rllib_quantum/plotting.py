@@ -8,6 +8,7 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 STEPS = "env_runners/num_env_steps_sampled_lifetime"
 AGENT_RETURN_PREFIX = "env_runners/agent_episode_returns_mean/"
 EPISODE_RETURN = "env_runners/episode_return_mean"
+EVAL_RETURN_PREFIX = "evaluation/env_runners/agent_episode_returns_mean/"
 
 
 def agent_return_columns(columns: Sequence[str]) -> Dict[str, str]:
@@ -25,23 +26,35 @@ def read_progress(path: Union[str, Path]):
     return pd.read_csv(path)
 
 
-def plot_learning_curves(runs: Mapping[str, object], out: Union[str, Path], title: Optional[str] = None) -> Path:
+def plot_learning_curves(
+    runs: Mapping[str, object],
+    out: Union[str, Path],
+    title: Optional[str] = None,
+    smooth: int = 1,
+    levels: Optional[Mapping[str, float]] = None,
+) -> Path:
     """Plots per-agent mean episode return against env steps for one or more runs.
 
     Args:
         runs: ``{label: DataFrame or trial folder}``; each run draws one line per agent.
         out: PNG path to write.
         title: figure title.
+        smooth: if > 1, draw each curve as a rolling mean over this many iterations (iterations
+            that finished no episode are skipped), over the raw per-iteration means drawn faintly.
+        levels: reference returns drawn as horizontal lines, e.g. ``{"random play": -3.7}``.
+
+    RLlib's greedy evaluation returns (``evaluation/...`` columns, present when the experiment
+    sets ``evaluation``) are drawn as markers on the same axes.
 
     Example:
-        >>> plot_learning_curves({"quantum": "results/exp/trial_0"}, "curve.png")  # doctest: +SKIP
+        >>> plot_learning_curves({"quantum": "results/exp/trial_0"}, "curve.png", smooth=10)  # doctest: +SKIP
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, run in runs.items():
         df = run if hasattr(run, "columns") else read_progress(run)
         x = df[STEPS] if STEPS in df else df["training_iteration"]
@@ -49,11 +62,24 @@ def plot_learning_curves(runs: Mapping[str, object], out: Union[str, Path], titl
         if not agents and EPISODE_RETURN in df:
             agents = {"all agents": EPISODE_RETURN}
         for agent, column in sorted(agents.items()):
-            ax.plot(x, df[column], marker="o", markersize=3, label=f"{label}: {agent}" if len(runs) > 1 else agent)
+            name = f"{label}: {agent}" if len(runs) > 1 else agent
+            if smooth > 1:
+                raw = ax.plot(x, df[column], alpha=0.25, linewidth=0.8)
+                smoothed = df[column].rolling(smooth, min_periods=1).mean()
+                ax.plot(x, smoothed, color=raw[0].get_color(), linewidth=2, label=f"{name} (mean of {smooth} iterations)")
+            else:
+                ax.plot(x, df[column], marker="o", markersize=3, label=name)
+            evaluated = EVAL_RETURN_PREFIX + agent
+            if evaluated in df and df[evaluated].notna().any():
+                ax.plot(x, df[evaluated], "D", markersize=5, label=f"{name}: greedy evaluation")
+    for i, (name, value) in enumerate(sorted((levels or {}).items(), key=lambda kv: kv[1])):
+        ax.axhline(value, color="grey", linestyle=":" if i == 0 else "--", linewidth=1)
+        ax.annotate(f"{name} ({value:g})", (0.01, value), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
     ax.set_xlabel("env steps sampled")
     ax.set_ylabel("mean episode return per agent")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center right")
     if title:
         ax.set_title(title)
     fig.tight_layout()

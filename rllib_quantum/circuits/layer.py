@@ -74,7 +74,11 @@ class QuantumLayer(nn.Module):
                 raise TypeError(f"QuantumLayer takes a CircuitSpec or a dict of its fields, got {type(spec).__name__}")
             spec = CircuitSpec.from_config(spec)
         self.spec = spec
-        self.weights = nn.Parameter(torch.rand(spec.weight_shape) * 2 * math.pi)
+        weights = torch.rand(spec.weight_shape) * 2 * math.pi
+        if spec.trainable_weights:
+            self.weights = nn.Parameter(weights)
+        else:  # frozen: a buffer, so no optimizer ever sees it, but state_dict (syncs, checkpoints) does
+            self.register_buffer("weights", weights)
         scale = torch.full((spec.n_encodings, spec.n_qubits), spec.input_scale_init)
         if spec.input_scaling:
             self.input_scale = nn.Parameter(scale)

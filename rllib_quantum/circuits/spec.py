@@ -68,6 +68,9 @@ class CircuitSpec:
         rotation: the encoding rotation, ``"X"``, ``"Y"`` or ``"Z"``.
         n_outputs: read-out wires ``0 .. n_outputs-1`` (``PauliZ`` expectation each);
             default: every wire.
+        trainable_weights: train the variational weights (default). ``False`` freezes them at
+            their random initialisation (an ablation: only scalings and classical parts learn);
+            they stay in the module's state, so checkpoints and weight syncs carry them.
         input_scaling: trainable per-layer, per-wire factors on the inputs (else fixed).
         output_scaling: trainable per-output factors on the expectation values (else fixed).
         input_scale_init: initial (or fixed) value of every input factor, e.g. ``3.14`` to spread
@@ -93,6 +96,7 @@ class CircuitSpec:
     encoding: str = "reuploading"
     rotation: str = "X"
     n_outputs: Optional[int] = None
+    trainable_weights: bool = True
     input_scaling: bool = True
     output_scaling: bool = True
     input_scale_init: float = 1.0
@@ -116,6 +120,7 @@ class CircuitSpec:
                 f"circuit key 'n_outputs' must be <= n_qubits ({self.n_qubits}): one PauliZ read-out "
                 f"per wire, got {self.n_outputs}"
             )
+        _check_bool("trainable_weights", self.trainable_weights)
         _check_bool("input_scaling", self.input_scaling)
         _check_bool("output_scaling", self.output_scaling)
         for key in ("input_scale_init", "output_scale_init"):
@@ -154,8 +159,8 @@ class CircuitSpec:
 
     @property
     def n_parameters(self) -> int:
-        """Trainable parameters of the circuit: weights + input and output scaling."""
-        n = self.n_layers * self.n_qubits * WEIGHTS_PER_QUBIT[self.ansatz]
+        """Trainable parameters of the circuit: weights (unless frozen) + input and output scaling."""
+        n = self.n_layers * self.n_qubits * WEIGHTS_PER_QUBIT[self.ansatz] if self.trainable_weights else 0
         if self.input_scaling:
             n += self.n_encodings * self.n_qubits
         if self.output_scaling:

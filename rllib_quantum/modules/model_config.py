@@ -9,6 +9,7 @@ workers.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Mapping, Optional
 
 import gymnasium as gym
@@ -19,6 +20,8 @@ from rllib_quantum.circuits import CircuitSpec
 ENCODERS = ("auto", "none", "linear", "cnn")
 READOUTS = ("auto", "expval", "linear")
 CRITICS = ("classical", "quantum")
+# Trainable parameter groups of a quantum module (see QuantumPPORLModule.parameter_groups).
+PARAMETER_GROUPS = ("circuit", "input_scale", "output_scale", "classical")
 
 DEFAULT_MODEL_CONFIG: dict = {
     # CircuitSpec keys of the actor circuit (see rllib_quantum.circuits.CircuitSpec).
@@ -37,6 +40,9 @@ DEFAULT_MODEL_CONFIG: dict = {
     "critic_circuit": {},
     # Hidden sizes of the classical critic MLP.
     "critic_hiddens": [64, 64],
+    # Learning rate of each parameter group = PPO's lr (or lr schedule) x this factor; 0 freezes
+    # the group. Read by QuantumPPOTorchLearner (RLlib's default learner uses one lr for all).
+    "lr_multipliers": dict.fromkeys(PARAMETER_GROUPS, 1.0),
 }
 
 # Keys RLlib itself may add to a model_config (from DefaultModelConfig); tolerated, not used.
@@ -68,6 +74,20 @@ def _int_list(key: str, value: Any, inner: Optional[int] = None) -> None:
     if not good:
         shape = "a list of positive ints" if inner is None else f"a list of [{', '.join(['int'] * inner)}] lists"
         raise TypeError(f"model_config key {key!r} must be {shape}, got {value!r}")
+
+
+def _lr_multipliers(value: Any) -> dict:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"model_config key 'lr_multipliers' must be a dict over {list(PARAMETER_GROUPS)}, got {value!r}")
+    unknown = sorted(set(value) - set(PARAMETER_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown model_config key(s) {[f'lr_multipliers.{k}' for k in unknown]}; allowed: {list(PARAMETER_GROUPS)}")
+    out = dict.fromkeys(PARAMETER_GROUPS, 1.0)
+    for group, factor in value.items():
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
+            raise ValueError(f"model_config key 'lr_multipliers.{group}' must be a finite number >= 0, got {factor!r}")
+        out[group] = float(factor)
+    return out
 
 
 def validate_model_config(
@@ -114,6 +134,7 @@ def validate_model_config(
     _choice("critic", cfg["critic"], CRITICS)
     _int_list("conv_filters", cfg["conv_filters"], inner=3)
     _int_list("critic_hiddens", cfg["critic_hiddens"])
+    cfg["lr_multipliers"] = _lr_multipliers(cfg["lr_multipliers"])
     if cfg["critic"] == "quantum":
         critic = critic_circuit_config(cfg)
         CircuitSpec.from_config(critic, prefix="critic_circuit.")

@@ -19,6 +19,7 @@ from ray.rllib.utils.typing import TensorType
 from rllib_quantum.circuits import QuantumLayer
 from rllib_quantum.modules.encoders import build_encoder, mlp
 from rllib_quantum.modules.model_config import (
+    PARAMETER_GROUPS,
     critic_circuit_config,
     n_logits,
     resolve_encoder,
@@ -108,6 +109,26 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     def quantum_layers(self) -> Dict[str, QuantumLayer]:
         """The module's circuits by attribute path (``{"actor": ..., "critic.0": ...}``)."""
         return {name: m for name, m in self.named_modules() if isinstance(m, QuantumLayer)}
+
+    @property
+    def lr_multipliers(self) -> Dict[str, float]:
+        """Learning-rate factor of each parameter group (``model_config["lr_multipliers"]``)."""
+        return self.resolved_model_config["lr_multipliers"]
+
+    def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
+        """Trainable parameters by group: ``circuit`` (variational weights of every circuit),
+        ``input_scale``, ``output_scale`` and ``classical`` (everything else: encoder, read-out
+        head, critic MLP). :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` gives each group
+        its own learning rate."""
+        groups: Dict[str, List[nn.Parameter]] = {g: [] for g in PARAMETER_GROUPS}
+        seen = set()
+        for layer in self.quantum_layers().values():
+            for name, param in layer.named_parameters():
+                group = {"weights": "circuit"}.get(name, name)
+                groups[group].append(param)
+                seen.add(id(param))
+        groups["classical"] = [p for p in self.parameters() if p.requires_grad and id(p) not in seen]
+        return groups
 
     def parameter_counts(self) -> Dict[str, int]:
         """Trainable parameters: ``quantum`` (circuit weights and scalings), ``classical``, ``total``."""

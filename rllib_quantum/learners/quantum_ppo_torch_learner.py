@@ -1,0 +1,130 @@
+"""``QuantumPPOTorchLearner``: RLlib's PPO torch learner plus what training a circuit needs.
+
+Two additions, both inert for modules without circuits (RLlib's classical modules train exactly as
+under ``PPOTorchLearner``):
+
+* **Per-group learning rates.** A :class:`~rllib_quantum.modules.QuantumPPORLModule` splits its
+  trainable parameters into ``circuit`` (variational weights), ``input_scale``, ``output_scale``
+  and ``classical`` (encoder, linear read-out head, critic). Each group gets its own Adam optimizer
+  whose learning rate is PPO's ``lr`` (a fixed value or a schedule) times the group's entry in
+  ``model_config["lr_multipliers"]``; a multiplier of 0 freezes the group.
+* **Circuit diagnostics**, logged per module under ``learners/<module_id>/quantum/...`` (so Tune
+  writes them to TensorBoard and ``progress.csv``), for every circuit of the module (``actor``,
+  and ``critic`` when it is quantum):
+
+  ===============================  =============================================================
+  ``quantum/<c>_weights_grad_norm``  L2 norm of the loss gradient w.r.t. the circuit weights (a
+                                     vanishing norm on a learning plateau hints at a barren plateau)
+  ``quantum/<c>_readout_abs_mean``   mean ``|<Z_i>|`` over the batch and read-out wires, before
+                                     output scaling (near 1: saturated read-outs, tiny gradients)
+  ``quantum/<c>_input_scale_mean``   mean ``|input scaling|`` (angles per unit of encoder output)
+  ``quantum/<c>_output_scale_mean``  mean ``|output scaling|`` (logit range per unit of ``<Z>``)
+  ===============================  =============================================================
+
+Use it with any PPO config: ``config.training(learner_class=QuantumPPOTorchLearner)``; YAML
+experiments and :func:`rllib_quantum.with_quantum_policies` set it for you.
+
+Example:
+    >>> from ray.rllib.algorithms.ppo import PPOConfig
+    >>> config = PPOConfig().training(learner_class=QuantumPPOTorchLearner, lr=3e-3)
+    >>> scaled_lr(3e-3, 0.5), scaled_lr([[0, 1e-2], [100_000, 1e-3]], 0.1)
+    (0.0015, [[0, 0.001], [100000, 0.0001]])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import torch
+
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.core.learner.learner import Learner
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.typing import ModuleID, ParamDict
+
+DIAGNOSTICS = ("weights_grad_norm", "readout_abs_mean", "input_scale_mean", "output_scale_mean")
+_WINDOW = 20  # diagnostics are means over the last 20 minibatch updates
+
+
+def scaled_lr(lr: Any, multiplier: float) -> Any:
+    """PPO's ``lr`` (a number, or a schedule ``[[timestep, lr], ...]``) times ``multiplier``."""
+    if isinstance(lr, (list, tuple)):
+        return [[t, v * multiplier] for t, v in lr]
+    return lr * multiplier
+
+
+def _circuit_name(path: str) -> str:
+    """``"actor"`` -> ``"actor"``; ``"critic.0"`` -> ``"critic"`` (the module's attribute)."""
+    return path.split(".")[0]
+
+
+class QuantumPPOTorchLearner(PPOTorchLearner):
+    """PPO (torch) with per-group learning rates and circuit diagnostics for quantum modules."""
+
+    @override(TorchLearner)
+    def configure_optimizers_for_module(self, module_id: ModuleID, config=None) -> None:
+        module = self._module[module_id].unwrapped()
+        if not hasattr(module, "parameter_groups"):
+            return super().configure_optimizers_for_module(module_id, config)
+        multipliers = module.lr_multipliers
+        for group, params in module.parameter_groups().items():
+            if not params or multipliers[group] == 0:
+                continue
+            self.register_optimizer(
+                module_id=module_id,
+                optimizer_name=group,
+                optimizer=torch.optim.Adam(params),
+                params=params,
+                lr_or_lr_schedule=scaled_lr(config.lr, multipliers[group]),
+            )
+
+    @override(Learner)
+    def build(self) -> None:
+        super().build()
+        # Read-out saturation is measured where the circuits run: a forward hook on each layer of
+        # the modules this learner trains (env runners never get these hooks).
+        self._readouts: Dict[ModuleID, Dict[str, torch.Tensor]] = {}
+        for module_id, module in self.module.items():
+            module = module.unwrapped()
+            if not hasattr(module, "quantum_layers"):
+                continue
+            store = self._readouts.setdefault(module_id, {})
+            for path, layer in module.quantum_layers().items():
+                layer.register_forward_hook(self._readout_hook(store, _circuit_name(path)))
+
+    @staticmethod
+    def _readout_hook(store: Dict[str, torch.Tensor], name: str):
+        def hook(layer, inputs, output):
+            if torch.is_grad_enabled():  # training forward passes only
+                expvals = output.detach()
+                if layer.output_scale is not None:
+                    expvals = expvals / layer.output_scale.detach()
+                store[name] = expvals.abs().mean()
+
+        return hook
+
+    @override(TorchLearner)
+    def compute_gradients(self, loss_per_module, **kwargs) -> ParamDict:
+        grads = super().compute_gradients(loss_per_module, **kwargs)
+        with torch.no_grad():
+            for module_id in loss_per_module:
+                module = self.module[module_id].unwrapped()
+                if hasattr(module, "quantum_layers"):
+                    self._log_diagnostics(module_id, module)
+        return grads
+
+    def _log_diagnostics(self, module_id: ModuleID, module) -> None:
+        values: Dict[str, torch.Tensor] = {}
+        for path, layer in module.quantum_layers().items():
+            name = _circuit_name(path)
+            if layer.weights.grad is not None:
+                values[f"{name}_weights_grad_norm"] = layer.weights.grad.norm()
+            values[f"{name}_input_scale_mean"] = layer.input_scale.abs().mean()
+            if layer.output_scale is not None:
+                values[f"{name}_output_scale_mean"] = layer.output_scale.abs().mean()
+            readout = self._readouts.get(module_id, {}).get(name)
+            if readout is not None:
+                values[f"{name}_readout_abs_mean"] = readout
+        for key, value in values.items():
+            self.metrics.log_value((module_id, f"quantum/{key}"), value.item(), reduce="mean", window=_WINDOW)
