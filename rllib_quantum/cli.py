@@ -1,6 +1,6 @@
 """``rllib-quantum``: train an experiment from YAML through Ray Tune, or describe its modules.
 
-    rllib-quantum train CONFIG [--stop-iters N] [--set key=value ...] [--storage DIR] [--address ADDR]
+    rllib-quantum train CONFIG [--stop-iters N] [--eval-episodes N] [--set key=value ...] [--storage DIR] [--address ADDR]
     rllib-quantum describe CONFIG [--set key=value ...]
     rllib-quantum tune SEARCH [--num-samples N] [--set key=value ...] [--storage DIR] [--address ADDR]
 
@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-iters", type=int, default=None, help="stop after N training iterations")
     add_ray_options(train)
     train.add_argument("--api", choices=("tuner", "run"), default="tuner", help="ray.tune.Tuner().fit() or ray.tune.run()")
+    train.add_argument(
+        "--eval-episodes", type=int, default=20,
+        help="after training, play this many greedy episodes on fresh env seeds with the final policies (0: skip)",
+    )
 
     describe = sub.add_parser("describe", help="print each module's circuit diagram and parameter counts")
     describe.add_argument("config", help="experiment YAML (see configs/)")
@@ -63,6 +67,8 @@ def _load(args):
         if args.stop_iters < 1:
             raise ValueError(f"--stop-iters must be >= 1, got {args.stop_iters}")
         overrides["stop"] = {"training_iteration": args.stop_iters}
+    if getattr(args, "eval_episodes", 0) < 0:
+        raise ValueError(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
     return load_experiment(args.config, overrides)
 
 
@@ -112,11 +118,13 @@ def _progress_callback():
     return ProgressLine()
 
 
-def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optional[int], api: str) -> dict:
-    """Runs ``exp`` with Tune; writes the learning curve; returns the summary numbers."""
+def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optional[int], api: str, eval_episodes: int = 20) -> dict:
+    """Runs ``exp`` with Tune; writes the learning curve; evaluates the final policies on
+    ``eval_episodes`` fresh greedy episodes; prints and returns the summary numbers."""
     from ray import tune
 
-    from rllib_quantum.plotting import plot_learning_curves, read_progress
+    from rllib_quantum.envs import reference_returns
+    from rllib_quantum.plotting import agent_return_columns, plot_learning_curves, read_progress
 
     start = time.time()
     _init_ray(address, num_cpus)
@@ -126,32 +134,57 @@ def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optiona
         trial = analysis.trials[0]
         if trial.status != "TERMINATED":
             raise RuntimeError(f"trial {trial} ended {trial.status}; see {trial.path}")
-        result, path = trial.last_result, Path(trial.path)
+        result, path, checkpoint = trial.last_result, Path(trial.path), trial.checkpoint
         df = read_progress(path)
     else:
         grid = exp.tuner(storage, verbose=1, callbacks=callbacks).fit()
         res = grid[0]
         if res.error:
             raise RuntimeError(f"training failed: {res.error}")
-        result, path, df = res.metrics, Path(res.path), res.metrics_dataframe
-    curve = plot_learning_curves({exp.name: df}, path / "learning_curve.png", title=exp.name)
+        result, path, df, checkpoint = res.metrics, Path(res.path), res.metrics_dataframe, res.checkpoint
+    train_s = time.time() - start
+    levels = reference_returns(exp.plan.env, exp.spec["env_config"])
+    curve = plot_learning_curves({exp.name: df}, path / "learning_curve.png", title=exp.name, smooth=10, levels=levels)
     runners = result.get("env_runners", {})
+    last = {a: df[c].tail(10).mean() for a, c in agent_return_columns(df.columns).items()}
     summary = {
         "iterations": int(result.get("training_iteration", 0)),
         "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
         "mean_return_per_agent": {a: round(float(v), 2) for a, v in sorted((runners.get("agent_episode_returns_mean") or {}).items())},
-        "wall_time_s": round(time.time() - start, 1),
+        "last10_return_per_agent": {a: round(float(v), 2) for a, v in sorted(last.items())},
+        "train_time_s": round(train_s, 1),
         "logs": str(path),
         "learning_curve": str(curve),
+        "evaluation": None,
     }
-    returns = ", ".join(f"{a} {v}" for a, v in summary["mean_return_per_agent"].items()) or "n/a"
-    print(
-        f"\nSUMMARY {exp.name}: {summary['iterations']} iterations, {summary['env_steps']} env steps, "
-        f"mean return per agent: {returns}, wall time {summary['wall_time_s']} s, "
-        f"logs: {summary['logs']} (tensorboard --logdir {path.parent}), curve: {curve}",
-        flush=True,
-    )
+    if eval_episodes and checkpoint is not None:
+        from rllib_quantum.evaluation import evaluate_modules, load_modules
+
+        report = evaluate_modules(exp, load_modules(checkpoint.path), episodes=eval_episodes, greedy=True)
+        summary["evaluation"] = {a: {"mean": round(report.mean(a), 2), "ci95": round(report.ci95(a), 2)} for a in sorted(report.returns)}
+        print(f"\nEVALUATION {exp.name}: {report.summary()}", flush=True)
+    summary["wall_time_s"] = round(time.time() - start, 1)
+    print(f"\n{summary_line(exp.name, summary, levels)}", flush=True)
     return summary
+
+
+def summary_line(name: str, summary: dict, levels: dict) -> str:
+    """The one-line ``SUMMARY`` of a training run: how far it got, next to the reference levels."""
+    def per_agent(values):
+        return ", ".join(f"{a} {v:.1f}" for a, v in values.items() if v == v) or "n/a (no episode finished)"
+
+    parts = [
+        f"SUMMARY {name}: {summary['iterations']} iterations, {summary['env_steps']} env steps, "
+        f"training {summary['train_time_s']:.0f} s",
+        f"training return per agent, mean of the last 10 iterations: {per_agent(summary['last10_return_per_agent'])}",
+    ]
+    if summary["evaluation"]:
+        evaluation = ", ".join(f"{a} {v['mean']:.1f} +- {v['ci95']:.1f}" for a, v in summary["evaluation"].items())
+        parts.append(f"greedy evaluation: {evaluation}")
+    if levels:
+        parts.append("reference: " + ", ".join(f"{k} {v:g}" for k, v in levels.items()))
+    parts.append(f"wall time {summary['wall_time_s']:.0f} s, logs: {summary['logs']}, curve: {summary['learning_curve']}")
+    return " | ".join(parts)
 
 
 def _init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
@@ -208,7 +241,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "describe":
         print(describe(exp))
         return 0
-    train(exp, args.storage, args.address, args.num_cpus, args.api)
+    train(exp, args.storage, args.address, args.num_cpus, args.api, args.eval_episodes)
     return 0
 
 

@@ -26,6 +26,7 @@ from rllib_quantum.envs.registration import (
     ENV_CREATORS,
     ENV_VALIDATORS,
     env_spaces,
+    reference_returns,
     register_envs,
 )
 from rllib_quantum.envs.validation import validate_pong_config
@@ -41,6 +42,7 @@ __all__ = [
     "make_cooperative_pong",
     "make_parallel_pong",
     "random_action",
+    "reference_returns",
     "register_envs",
     "scripted_tracker_action",
     "validate_pong_config",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rllib_quantum.envs.validation import validate_pong_config
+from rllib_quantum.envs.validation import GAME_DEFAULTS, validate_pong_config
 
 COOPERATIVE_PONG = "rllib_quantum/cooperative_pong"
 COOPERATIVE_PONG_JOINT = "rllib_quantum/cooperative_pong_joint"
@@ -103,3 +103,31 @@ def env_spaces(
     finally:
         env.close()
     return obs_spaces, act_spaces, agent_ids
+
+
+# Per-paddle returns of cooperative pong with the game's default settings (max_cycles 900):
+# random play (tests/test_envs.py measures it over 100 episodes) and the scripted "move toward the
+# ball" tracker on the features view, which never misses (the ceiling).
+RANDOM_RETURN_PER_PADDLE = -3.7
+CEILING_RETURN_PER_PADDLE = 100.0
+
+
+def reference_returns(env_name: str, env_config: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Reference returns per agent for plots and summaries; ``{}`` when not known for this config.
+
+    Known for cooperative pong with the game's default settings (either view): random play and
+    the scripted tracker's ceiling, per paddle; the joint env's one agent gets the paddles' sum.
+
+    Example:
+        >>> reference_returns(COOPERATIVE_PONG, {"obs": "features"})
+        {'random play': -3.7, 'scripted tracker (ceiling)': 100.0}
+        >>> reference_returns(COOPERATIVE_PONG, {"max_cycles": 300})
+        {}
+    """
+    if env_name not in ENV_VALIDATORS:
+        return {}
+    config = ENV_VALIDATORS[env_name](env_config)
+    if any(config[key] != value for key, value in GAME_DEFAULTS.items()):
+        return {}
+    agents = 2 if env_name == COOPERATIVE_PONG_JOINT else 1
+    return {"random play": RANDOM_RETURN_PER_PADDLE * agents, "scripted tracker (ceiling)": CEILING_RETURN_PER_PADDLE * agents}

@@ -1,0 +1,152 @@
+"""Can the shipped circuit play cooperative pong at all, and how decisive are its read-outs?
+
+Two measurements that separate "the circuit cannot represent a good policy" from "PPO does not
+find it", on the features view (no Ray, plain torch, seconds):
+
+1. **Read-out spread at initialisation.** The actor circuit of
+   ``configs/quantum_independent_pong_features.yaml`` on ``states`` pong states (random play):
+   mean ``|<Z_i>|`` of the logit wires and their standard deviation across states, for several
+   seeds. Logits are ``output_scale * <Z_i>``, so the spread bounds how different the action
+   probabilities of two states can be.
+2. **Behaviour cloning.** The same module (circuit as policy, no pre-encoder) trained by
+   cross-entropy to imitate the scripted ball tracker on ``states`` states (tracker actions with
+   30 % random ones mixed in, so off-track states are seen), then played greedily on
+   ``episodes`` fresh episodes: if it scores near the tracker's 100 per paddle, the circuit can
+   represent a ceiling-level policy.
+
+    python benchmarks/circuit_capacity.py [--states 20000] [--steps 1500] [--episodes 5]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import yaml
+from common import parse_args, setup_torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass
+class Args:
+    config: str = "quantum_independent_pong_features"
+    states: int = 20000  # pong states per paddle to measure and imitate
+    seeds: int = 5  # circuits initialised for the read-out spread
+    steps: int = 1500  # behaviour-cloning Adam steps per paddle
+    batch: int = 256
+    lr: float = 0.01
+    episodes: int = 5  # greedy episodes of the cloned policies
+    seed: int = 0
+
+
+def collect_states(n: int, seed: int, expert_prob: float):
+    """``{paddle: (obs [n, 5], tracker action [n])}`` from play that follows the tracker with
+    probability ``expert_prob`` per step and acts at random otherwise."""
+    import torch
+
+    from rllib_quantum.envs import CooperativePongFeatures, scripted_tracker_action
+
+    rng = np.random.default_rng(seed)
+    env = CooperativePongFeatures()
+    obs, _ = env.reset(seed=seed)
+    data = {a: ([], []) for a in obs}
+    while len(data["paddle_0"][0]) < n:
+        actions = {}
+        for agent, o in obs.items():
+            expert = scripted_tracker_action(o)
+            data[agent][0].append(o)
+            data[agent][1].append(expert)
+            actions[agent] = expert if rng.random() < expert_prob else int(rng.integers(3))
+        obs, *_ = env.step(actions)
+        if not env.agents:
+            obs, _ = env.reset()
+    return {a: (torch.tensor(np.array(x)), torch.tensor(y)) for a, (x, y) in data.items()}
+
+
+def make_module(model_config: dict):
+    from rllib_quantum import QuantumPPORLModule
+
+    return QuantumPPORLModule(
+        observation_space=gym.spaces.Box(-1, 1, (5,), np.float32),
+        action_space=gym.spaces.Discrete(3),
+        model_config=model_config,
+    )
+
+
+def main() -> None:
+    args = parse_args(Args, __doc__.split("\n")[0])
+    print(setup_torch(threads=1, seed=args.seed))
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    from rllib_quantum.evaluation import EvaluationReport
+    from rllib_quantum.envs import CooperativePongFeatures
+
+    model_config = yaml.safe_load((ROOT / "configs" / f"{args.config}.yaml").read_text())["model_config"]
+    print(f"config {args.config}: model_config {model_config}\n")
+
+    # 1. Read-out spread of freshly initialised circuits on random-play states.
+    random_states = collect_states(args.states, args.seed, expert_prob=0.0)["paddle_0"][0]
+    print("| init seed | mean abs <Z> (logit wires) | std across states | logit std across states |")
+    print("| --- | --- | --- | --- |")
+    for seed in range(args.seeds):
+        torch.manual_seed(seed)
+        module = make_module(model_config)
+        with torch.no_grad():
+            logits = module.forward_inference({Columns.OBS: random_states})[Columns.ACTION_DIST_INPUTS]
+            expvals = logits / module.actor.output_scale
+        print(f"| {seed} | {expvals.abs().mean():.3f} | {expvals.std(0).mean():.3f} | {logits.std(0).mean():.3f} |")
+
+    # 2. Behaviour cloning of the scripted tracker, then greedy play.
+    data = collect_states(args.states, args.seed + 1, expert_prob=0.7)
+    modules = {}
+    print("\n| paddle | cloning loss | action accuracy | output scale after | seconds |")
+    print("| --- | --- | --- | --- | --- |")
+    for agent, (x, y) in data.items():
+        torch.manual_seed(args.seed)
+        module = make_module(model_config)
+        actor_params = [p for name, p in module.named_parameters() if not name.startswith("critic")]
+        optimizer = torch.optim.Adam(actor_params, lr=args.lr)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            idx = torch.randint(0, len(x), (args.batch,))
+            logits = module.forward_train({Columns.OBS: x[idx]})[Columns.ACTION_DIST_INPUTS]
+            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            accuracy = (module.forward_inference({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS].argmax(-1) == y).float().mean()
+        modules[agent] = module
+        print(f"| {agent} | {loss.item():.3f} | {accuracy:.3f} | {module.actor.output_scale.abs().mean():.2f} | {time.perf_counter() - start:.1f} |")
+
+    env = CooperativePongFeatures()
+    returns, lengths, seeds = {a: [] for a in modules}, [], list(range(10_000, 10_000 + args.episodes))
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        totals, steps = dict.fromkeys(modules, 0.0), 0
+        while env.agents:
+            with torch.no_grad():
+                actions = {
+                    a: int(modules[a].forward_inference({Columns.OBS: torch.as_tensor(o)[None]})[Columns.ACTION_DIST_INPUTS].argmax())
+                    for a, o in obs.items()
+                }
+            obs, rewards, *_ = env.step(actions)
+            for a, r in rewards.items():
+                totals[a] += r
+            steps += 1
+        for a in modules:
+            returns[a].append(totals[a])
+        lengths.append(steps)
+    report = EvaluationReport(returns, lengths, seeds, greedy=True)
+    print(f"\ncloned circuits, {report.summary()}")
+    print(f"(scripted tracker: 100 per paddle; random play: about -3.7; mean length {statistics.fmean(lengths):.0f} of 900)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""QuantumPPOTorchLearner: one optimizer per parameter group at lr x multiplier, frozen circuits,
+circuit diagnostics in the results; all on real PPO iterations."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rllib_quantum import load_experiment
+from rllib_quantum.learners import DIAGNOSTICS, QuantumPPOTorchLearner
+from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
+from tests._tiny import tiny
+
+CONFIG = "configs/quantum_independent_pong_features.yaml"
+VEC5 = gym.spaces.Box(-1, 1, (5,), np.float32)
+
+
+def _module(**model_config):
+    model_config.setdefault("circuit", {"n_qubits": 5, "n_layers": 2})
+    return QuantumPPORLModule(observation_space=VEC5, action_space=gym.spaces.Discrete(3), model_config=model_config)
+
+
+@pytest.mark.parametrize("critic", ["classical", "quantum"])
+def test_parameter_groups_partition_the_trainable_parameters(critic):
+    module = _module(critic=critic)
+    groups = module.parameter_groups()
+    assert list(groups) == ["circuit", "input_scale", "output_scale", "classical"]
+    ids = [id(p) for params in groups.values() for p in params]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in module.parameters() if p.requires_grad}
+    assert [p is module.actor.weights for p in groups["circuit"]][0]
+    assert len(groups["circuit"]) == (2 if critic == "quantum" else 1)
+    assert all(p.dim() == 1 for p in groups["output_scale"])
+
+
+def test_frozen_circuit_weights_are_state_but_not_parameters():
+    module = _module(circuit={"n_qubits": 5, "n_layers": 2, "trainable_weights": False})
+    names = dict(module.named_parameters())
+    assert "actor.weights" not in names and "actor.weights" in module.state_dict()
+    assert module.parameter_groups()["circuit"] == []
+    assert module.parameter_counts()["quantum"] == 5 * 2 + 3  # input scalings + output scalings only
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ({"circuits": 1.0}, r"lr_multipliers\.circuits.*allowed: \['circuit', 'input_scale', 'output_scale', 'classical'\]"),
+        ({"circuit": -1}, r"'lr_multipliers\.circuit' must be a finite number >= 0, got -1"),
+        ({"classical": float("nan")}, r"'lr_multipliers\.classical' must be a finite number >= 0"),
+        ([1.0], r"'lr_multipliers' must be a dict"),
+    ],
+)
+def test_bad_lr_multipliers_name_the_key(value, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        validate_model_config({"lr_multipliers": value})
+
+
+def _local_learner(algo):
+    return algo.learner_group._learner
+
+
+def test_each_group_trains_at_its_own_rate_and_zero_freezes(build_algo):
+    exp = load_experiment(CONFIG, tiny("quantum", **{
+        "ppo.lr": 0.004,
+        "model_config.lr_multipliers": {"circuit": 1.0, "input_scale": 0.5, "output_scale": 0.0, "classical": 0.25},
+    }))
+    assert exp.algo_config.learner_class is QuantumPPOTorchLearner
+    algo = build_algo(exp.algo_config)
+    learner = _local_learner(algo)
+    module = learner.module["paddle_0"].unwrapped()
+    lrs = {name.removeprefix("paddle_0_"): opt.param_groups[0]["lr"] for name, opt in learner.get_optimizers_for_module("paddle_0")}
+    assert lrs == {"circuit": pytest.approx(0.004), "input_scale": pytest.approx(0.002), "classical": pytest.approx(0.001)}
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    algo.train()
+    after = module.state_dict()
+    assert torch.equal(before["actor.output_scale"], after["actor.output_scale"])  # multiplier 0: frozen
+    for key in ("actor.weights", "actor.input_scale", "critic.0.weight"):
+        assert not torch.equal(before[key], after[key]), key
+
+
+def test_frozen_circuit_ablation_trains_everything_but_the_circuit(build_algo):
+    exp = load_experiment(CONFIG, tiny("quantum", **{"model_config.circuit.trainable_weights": False,
+                                                     "env_runners.num_env_runners": 1}))
+    algo = build_algo(exp.algo_config)
+    learner = _local_learner(algo)
+    before = {m: {k: v.clone() for k, v in learner.module[m].unwrapped().state_dict().items()} for m in ("paddle_0", "paddle_1")}
+    algo.train()
+    algo.train()
+    runner_states = algo.env_runner_group.foreach_env_runner(lambda r: r.module.get_state(), local_env_runner=False)
+    for mid in ("paddle_0", "paddle_1"):
+        after = learner.module[mid].unwrapped().state_dict()
+        assert torch.equal(before[mid]["actor.weights"], after["actor.weights"])
+        assert not torch.equal(before[mid]["actor.input_scale"], after["actor.input_scale"])
+        assert not torch.equal(before[mid]["actor.output_scale"], after["actor.output_scale"])
+        # The remote runner acts with the same frozen circuit the learner holds.
+        np.testing.assert_array_equal(np.asarray(runner_states[0][mid]["actor.weights"]), after["actor.weights"].numpy())
+
+
+def test_circuit_diagnostics_reach_the_results(build_algo):
+    exp = load_experiment(CONFIG, tiny("quantum", **{"model_config.critic": "quantum"}))
+    result = build_algo(exp.algo_config).train()
+    for mid in ("paddle_0", "paddle_1"):
+        stats = result["learners"][mid]
+        for circuit in ("actor", "critic"):
+            values = {d: stats[f"quantum/{circuit}_{d}"] for d in DIAGNOSTICS}
+            assert all(math.isfinite(v) for v in values.values()), values
+            assert values["weights_grad_norm"] > 0
+            assert 0 < values["readout_abs_mean"] <= 1
+            assert values["input_scale_mean"] == pytest.approx(1.0, abs=0.1)  # init 1.0, a few small steps
+
+
+def test_classical_experiments_keep_rllibs_own_learner():
+    exp = load_experiment("configs/classical_independent_pong_features.yaml", tiny("classical"))
+    assert exp.algo_config.learner_class is not QuantumPPOTorchLearner
