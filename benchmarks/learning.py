@@ -1,17 +1,29 @@
-"""Learning on cooperative pong features: quantum vs classical independent policies, several seeds.
+"""Learning on cooperative pong features over several seeds: quantum vs classical vs frozen circuit.
 
-Each (config, seed) is one Tune trial of ``iterations`` PPO iterations with the local env runner
-(``num_env_runners: 0``, one CPU per trial, so trials run side by side on the machine's cores).
-Prints, per config and seed, the mean per-paddle return over windows of the run and the best
-iteration, then the means over seeds; writes one learning-curve PNG per config.
+Each variant trains its config once per seed for ``iterations`` PPO iterations (the configs'
+500k-env-step budget at 4000 steps per iteration), then plays ``eval_episodes`` greedy episodes on
+fresh env seeds with the final policies. Seeds run as Tune trials side by side, one CPU each: the
+local env runner samples the same 16 envs per iteration that the shipped configs spread over two
+remote runners (2 x 8), so batches and updates are the same.
 
-    python benchmarks/learning.py [--iterations 200] [--seeds 0 1 2]
+Variants:
+- ``quantum``: configs/quantum_independent_pong_features.yaml (the circuit is the policy)
+- ``classical``: configs/classical_independent_pong_features.yaml (RLlib's 64x64 MLPs)
+- ``quantum-frozen``: the quantum config with ``model_config.circuit.trainable_weights: false``:
+  circuit weights frozen at their random initialisation; scalings and critic still train (the
+  ablation that shows whether the circuit does the work)
+
+Prints per variant and seed: the training return per paddle (RLlib's smoothed mean, averaged over
+the last 10 iterations), the greedy evaluation mean +- 95 % CI and episode length, then a summary
+with how many seeds reach the goal (>= 90 per paddle on both measures). Writes one learning-curve
+PNG per variant (per-seed curves, smoothed, with the random and ceiling levels).
+
+    python benchmarks/learning.py [--variants quantum classical quantum-frozen] [--seeds 0 1 2 3 4]
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from pathlib import Path
 
@@ -19,26 +31,35 @@ import yaml
 from common import parse_args, start_ray
 
 ROOT = Path(__file__).resolve().parents[1]
-RETURN = "env_runners/episode_return_mean"  # sum over both paddles (equal rewards): halved below
+RETURN = "env_runners/agent_episode_returns_mean/paddle_0"  # the paddles' rewards are equal
+GOAL = 90.0
+VARIANTS = {
+    "quantum": ("quantum_independent_pong_features", {}),
+    "classical": ("classical_independent_pong_features", {}),
+    "quantum-frozen": ("quantum_independent_pong_features", {"model_config.circuit.trainable_weights": False}),
+}
+SAME_ENVS_IN_ONE_PROCESS = {"env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 16}
 
 
 @dataclasses.dataclass
 class Args:
-    configs: tuple = ("quantum_independent_pong_features", "classical_independent_pong_features")
-    seeds: tuple = (0, 1, 2)
-    iterations: int = 200  # x 1000 env steps (the configs' batch)
-    windows: int = 4  # report the mean return over this many equal windows of the run
+    variants: tuple = ("quantum", "classical", "quantum-frozen")
+    seeds: tuple = (0, 1, 2, 3, 4)
+    iterations: int = 125  # x 4000 env steps = 500k, the configs' budget
+    eval_episodes: int = 20
     storage: str = "results/learning"
+    plots: str = "docs/img"
 
 
-def run_config(name: str, args: Args):
+def run_variant(name: str, args: Args):
     from rllib_quantum.search import Search
 
-    base = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    config, overrides = VARIANTS[name]
     search = Search(
-        name=f"learning-{name}", base=base, overrides={"env_runners.num_env_runners": 0},
-        search_space={"seed": {"grid": list(args.seeds)}}, metric=RETURN, mode="max",
-        num_samples=1, max_iterations=args.iterations, scheduler={"type": "fifo"},
+        name=f"learning-{name}", base=yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text()),
+        overrides={**overrides, **SAME_ENVS_IN_ONE_PROCESS},
+        search_space={"seed": {"grid": list(args.seeds)}}, metric=RETURN, mode="max", num_samples=1,
+        max_iterations=args.iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
     )
     grid = search.tuner(str(ROOT / args.storage), verbose=0).fit()
     if grid.errors:
@@ -46,42 +67,45 @@ def run_config(name: str, args: Args):
     return {r.config["seed"]: r for r in grid}
 
 
-def windows(values, n):
-    size = math.ceil(len(values) / n)
-    out = []
-    for i in range(n):
-        seen = [v for v in values[i * size:(i + 1) * size] if v == v]
-        out.append(statistics.mean(seen) if seen else float("nan"))
-    return out
-
-
 def main() -> None:
     args = parse_args(Args, __doc__.split("\n")[0])
     start_ray()
+    from rllib_quantum.envs import COOPERATIVE_PONG, reference_returns
     from rllib_quantum.plotting import plot_learning_curves
+    from rllib_quantum.search import GREEDY_EVAL_PREFIX
 
-    step = math.ceil(args.iterations / args.windows)
-    spans = [f"it {i * step + 1}-{min((i + 1) * step, args.iterations)}" for i in range(args.windows)]
-    print(f"| config | seed | {' | '.join(spans)} | best iteration |")
-    print("|---" * (args.windows + 3) + "|")
-    means = {}
-    for name in args.configs:
-        results = run_config(name, args)
+    levels = reference_returns(COOPERATIVE_PONG, {"obs": "features"})
+    print("| variant | seed | env steps | training return, last 10 iterations | greedy evaluation (mean +- 95% CI) | eval episode length |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    summary = {}
+    for name in args.variants:
+        results = run_variant(name, args)
         rows = []
         for seed, result in sorted(results.items()):
-            per_paddle = (result.metrics_dataframe[RETURN] / 2).tolist()
-            row = windows(per_paddle, args.windows) + [max(v for v in per_paddle if v == v)]
-            rows.append(row)
-            print(f"| {name} | {seed} | " + " | ".join(f"{v:.1f}" for v in row) + " |", flush=True)
-        means[name] = [statistics.mean(col) for col in zip(*rows)]
-        plot_learning_curves(
+            df = result.metrics_dataframe
+            train = df[RETURN].tail(10).mean()
+            evaluation = result.metrics[GREEDY_EVAL_PREFIX]
+            rows.append((train, evaluation["paddle_0_mean"]))
+            print(
+                f"| {name} | {seed} | {int(df['env_runners/num_env_steps_sampled_lifetime'].iloc[-1])} | {train:.1f} | "
+                f"{evaluation['paddle_0_mean']:.1f} +- {evaluation['paddle_0_ci95']:.1f} | {evaluation['episode_len_mean']:.0f} |",
+                flush=True,
+            )
+        summary[name] = rows
+        plot = plot_learning_curves(
             {f"seed {s}": r.metrics_dataframe for s, r in sorted(results.items())},
-            ROOT / args.storage / f"{name}.png", title=f"{name}: per-paddle return",
+            ROOT / args.plots / f"learning_{name}.png", title=f"{name}: training return per paddle", smooth=10, levels=levels,
         )
-    print()
-    for name, row in means.items():
-        print(f"| {name} | mean of {len(args.seeds)} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
-    print(f"\nlearning curves: {ROOT / args.storage}/<config>.png; random play ~ -3.7, scripted tracker 100")
+        print(f"curves: {plot.relative_to(ROOT)}")
+    print(f"\n| variant | seeds | mean training return | mean greedy evaluation | seeds >= {GOAL:g} on both |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, rows in summary.items():
+        reached = sum(1 for train, evaluation in rows if train >= GOAL and evaluation >= GOAL)
+        print(
+            f"| {name} | {len(rows)} | {statistics.fmean(r[0] for r in rows):.1f} | "
+            f"{statistics.fmean(r[1] for r in rows):.1f} | {reached} of {len(rows)} |"
+        )
+    print(f"\nreference per paddle: {levels}")
 
 
 if __name__ == "__main__":

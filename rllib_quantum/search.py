@@ -9,6 +9,7 @@ A search file names a base experiment, the dotted keys to search and how, and a 
     max_iterations: 20
     overrides: {ppo.train_batch_size_per_learner: 500}       # fixed for every trial
     scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
+    evaluation_episodes: 20                                  # greedy episodes on fresh seeds after the last iteration
     search_space:
       ppo.lr: {loguniform: [0.0003, 0.01]}
       model_config.circuit.n_layers: {choice: [1, 2, 3, 4]}
@@ -30,7 +31,12 @@ import yaml
 
 from rllib_quantum.config import _storage, build_experiment
 
-SEARCH_KEYS = ("base", "metric", "mode", "num_samples", "max_iterations", "overrides", "scheduler", "search_space", "name")
+SEARCH_KEYS = (
+    "base", "metric", "mode", "num_samples", "max_iterations", "overrides", "scheduler", "search_space", "name",
+    "evaluation_episodes",
+)
+# Result keys of the greedy evaluation that ends each trial (``evaluation_episodes`` > 0).
+GREEDY_EVAL_PREFIX = "greedy_evaluation"
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
 SCHEDULERS = ("fifo", "asha")
 
@@ -69,12 +75,13 @@ class Search:
     num_samples: int
     max_iterations: int
     scheduler: dict
+    evaluation_episodes: int = 0
 
     def trainable(self):
         """A Tune function trainable, with the resources PPO asks for on the base experiment."""
         from ray import tune
 
-        base, overrides, max_iterations = self.base, self.overrides, self.max_iterations
+        base, overrides, max_iterations, episodes = self.base, self.overrides, self.max_iterations, self.evaluation_episodes
 
         def run_trial(sampled: Dict[str, Any]) -> None:
             from rllib_quantum.envs import register_envs
@@ -83,9 +90,11 @@ class Search:
             exp = build_experiment(base, {**overrides, **sampled})
             algo = exp.algo_config.build_algo()
             try:
-                for _ in range(max_iterations):
+                for iteration in range(1, max_iterations + 1):
                     result = algo.train()
                     result.pop("config", None)
+                    if episodes and iteration == max_iterations:
+                        result[GREEDY_EVAL_PREFIX] = greedy_evaluation(exp, algo, episodes)
                     tune.report(result)
             finally:
                 algo.stop()
@@ -110,6 +119,20 @@ class Search:
             ),
             run_config=tune.RunConfig(name=self.name, storage_path=_storage(storage_path), **run_kwargs),
         )
+
+
+def greedy_evaluation(exp, algo, episodes: int) -> Dict[str, float]:
+    """Greedy evaluation of the learner's current modules on fresh env seeds (see
+    :mod:`rllib_quantum.evaluation`): ``{"<agent>_mean": ..., "<agent>_ci95": ..., "episode_len_mean": ...}``."""
+    from rllib_quantum.evaluation import evaluate_modules
+
+    modules = exp.build_modules()
+    modules.set_state(algo.learner_group.get_state(components="learner/rl_module")["learner"]["rl_module"])
+    report = evaluate_modules(exp, modules, episodes=episodes, greedy=True)
+    out = {"episode_len_mean": sum(report.lengths) / len(report.lengths)}
+    for agent in report.returns:
+        out[f"{agent}_mean"], out[f"{agent}_ci95"] = report.mean(agent), report.ci95(agent)
+    return out
 
 
 def load_search(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] = None) -> Search:
@@ -145,6 +168,9 @@ def load_search(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] =
     if scheduler.get("type", "fifo") not in SCHEDULERS:
         raise ValueError(f"{path}: scheduler.type must be one of {list(SCHEDULERS)}, got {scheduler.get('type')!r}")
     counts = {"num_samples": raw.get("num_samples", 4), "max_iterations": raw.get("max_iterations", 10)}
+    episodes = raw.get("evaluation_episodes", 0)
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 0:
+        raise ValueError(f"{path}: evaluation_episodes must be an int >= 0, got {episodes!r}")
     for key, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{path}: {key} must be an int >= 1, got {value!r}")
@@ -167,6 +193,7 @@ def load_search(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] =
         num_samples=counts["num_samples"],
         max_iterations=counts["max_iterations"],
         scheduler=scheduler,
+        evaluation_episodes=episodes,
     )
 
 

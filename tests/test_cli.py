@@ -26,7 +26,7 @@ def test_train_runs_independent_quantum_policies_through_tune(ray_session, stora
     iters = 2 if api == "tuner" else 1
     summary = cli.train(
         cli._load(cli._parser().parse_args(["train", FEATURES, "--stop-iters", str(iters), *TINY])),
-        storage=storage, address=None, num_cpus=None, api=api,
+        storage=storage, address=None, num_cpus=None, api=api, eval_episodes=3,
     )
     out = capsys.readouterr().out
     assert summary["iterations"] == iters
@@ -35,6 +35,11 @@ def test_train_runs_independent_quantum_policies_through_tune(ray_session, stora
     assert re.search(r"\[\w+ iter    1\] env steps +20\d \| mean return paddle_0=", out)
     assert "trained nothing" not in out
     assert re.search(rf"SUMMARY quantum-independent-pong-features: {iters} iterations, {summary['env_steps']} env steps", out)
+    # The final policies played fresh greedy episodes (max_cycles=100: no reference levels known).
+    assert re.search(r"EVALUATION quantum-independent-pong-features: greedy actions, 3 episodes \(env seeds 1000000\.\.1000002\)", out)
+    assert sorted(summary["evaluation"]) == ["paddle_0", "paddle_1"]
+    assert -10.0 <= summary["evaluation"]["paddle_0"]["mean"] <= 100.0
+    assert "greedy evaluation: paddle_0" in out and "reference:" not in out
 
     trial = Path(summary["logs"])
     assert Path(summary["learning_curve"]).stat().st_size > 10_000  # a real PNG, not an empty file
@@ -71,6 +76,7 @@ def _cli(*args, cwd=ROOT):
         (["--set", "env_config.obs=rgb"], "env_config['obs'] must be one of ['features', 'pixels'], got 'rgb'"),
         (["--stop-iters", "0"], "--stop-iters must be >= 1, got 0"),
         (["--num-cpus", "0"], "--num-cpus must be >= 1, got 0"),
+        (["--eval-episodes", "-1"], "--eval-episodes must be >= 0, got -1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_ray_starts(args, message):

@@ -1,0 +1,73 @@
+"""Evaluation episodes: the game's own returns on fresh seeds, checked against known policies."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from rllib_quantum import load_experiment
+from rllib_quantum.envs import reference_returns, scripted_tracker_action
+from rllib_quantum.evaluation import EVAL_SEED_BASE, eval_seeds, evaluate_modules
+
+CONFIG = "configs/quantum_independent_pong_features.yaml"
+
+
+class TrackerModule(TorchRLModule):
+    """The scripted ball tracker as an RLModule: logits +10 on the tracker's action."""
+
+    def setup(self):
+        pass
+
+    def _forward(self, batch, **kwargs):
+        obs = batch[Columns.OBS].numpy()
+        actions = torch.as_tensor([scripted_tracker_action(o) for o in obs])
+        return {Columns.ACTION_DIST_INPUTS: torch.nn.functional.one_hot(actions, 3).float() * 10.0}
+
+    def get_inference_action_dist_cls(self):
+        return TorchCategorical
+
+
+class UniformModule(TrackerModule):
+    def _forward(self, batch, **kwargs):
+        return {Columns.ACTION_DIST_INPUTS: torch.zeros(len(batch[Columns.OBS]), 3)}
+
+
+def _modules(cls):
+    space = gym.spaces.Box(-1, 1, (5,), np.float32)
+    return {m: cls(observation_space=space, action_space=gym.spaces.Discrete(3)) for m in ("paddle_0", "paddle_1")}
+
+
+def test_tracker_scores_the_ceiling_on_every_fresh_episode():
+    exp = load_experiment(CONFIG)
+    report = evaluate_modules(exp, _modules(TrackerModule), episodes=3)
+    assert report.seeds == [EVAL_SEED_BASE, EVAL_SEED_BASE + 1, EVAL_SEED_BASE + 2]
+    assert report.lengths == [900, 900, 900]
+    for agent in ("paddle_0", "paddle_1"):
+        assert report.returns[agent] == pytest.approx([100.0] * 3)
+        assert report.ci95(agent) == pytest.approx(0.0, abs=1e-9)
+    assert "greedy actions, 3 episodes" in report.summary()
+    assert reference_returns(exp.plan.env, exp.spec["env_config"])["scripted tracker (ceiling)"] == 100.0
+
+
+def test_random_play_scores_near_the_random_reference_and_seeds_differ_by_experiment_seed():
+    exp = load_experiment(CONFIG, {"seed": 3})
+    torch.manual_seed(0)
+    report = evaluate_modules(exp, _modules(UniformModule), episodes=30, greedy=False)
+    assert report.seeds == eval_seeds(30, 3) and report.seeds[0] == EVAL_SEED_BASE + 3000
+    mean = report.mean("paddle_0")
+    assert -8.0 < mean < 2.0, mean  # random play: about -3.7 per paddle
+    assert report.returns["paddle_0"] == report.returns["paddle_1"]  # the game's rewards are shared
+    assert report.ci95("paddle_0") > 0
+
+
+def test_greedy_evaluation_is_reproducible_and_validates_episodes():
+    exp = load_experiment(CONFIG, {"env_config.max_cycles": 200})
+    modules = exp.build_modules()
+    first = evaluate_modules(exp, modules, episodes=2)
+    assert first.returns == evaluate_modules(exp, modules, episodes=2).returns
+    assert reference_returns(exp.plan.env, exp.spec["env_config"]) == {}  # not the default game
+    with pytest.raises(ValueError, match="episodes must be >= 1, got 0"):
+        evaluate_modules(exp, modules, episodes=0)
