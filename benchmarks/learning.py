@@ -1,7 +1,7 @@
 """Learning on cooperative pong features over several seeds: quantum vs classical vs frozen circuit.
 
-Each variant trains its config once per seed for ``iterations`` PPO iterations (the configs'
-500k-env-step budget at 4000 steps per iteration), then plays ``eval_episodes`` greedy episodes on
+Each variant trains its config once per seed for the config's budget (its ``stop`` on env
+steps: 500k), then plays ``eval_episodes`` greedy episodes on
 fresh env seeds with the final policies. Seeds run as Tune trials side by side, one CPU each: the
 local env runner samples the same 16 envs per iteration that the shipped configs spread over two
 remote runners (2 x 8), so batches and updates are the same.
@@ -24,6 +24,7 @@ PNG per variant (per-seed curves, smoothed, with the random and ceiling levels).
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from common import parse_args, start_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 RETURN = "env_runners/agent_episode_returns_mean/paddle_0"  # the paddles' rewards are equal
+STEPS = "env_runners/num_env_steps_sampled_lifetime"
 GOAL = 90.0
 VARIANTS = {
     "quantum": ("quantum_independent_pong_features", {}),
@@ -45,7 +47,7 @@ SAME_ENVS_IN_ONE_PROCESS = {"env_runners.num_env_runners": 0, "env_runners.num_e
 class Args:
     variants: tuple = ("quantum", "classical", "quantum-frozen")
     seeds: tuple = (0, 1, 2, 3, 4)
-    iterations: int = 125  # x 4000 env steps = 500k, the configs' budget
+    iterations: int = 0  # 0: the config's budget (stop on env steps) / its batch size
     eval_episodes: int = 20
     storage: str = "results/learning"
     plots: str = "docs/img"
@@ -55,11 +57,13 @@ def run_variant(name: str, args: Args):
     from rllib_quantum.search import Search
 
     config, overrides = VARIANTS[name]
+    base = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())
+    iterations = args.iterations or math.ceil(base["stop"][STEPS] / base["ppo"]["train_batch_size_per_learner"])
     search = Search(
-        name=f"learning-{name}", base=yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text()),
+        name=f"learning-{name}", base=base,
         overrides={**overrides, **SAME_ENVS_IN_ONE_PROCESS},
         search_space={"seed": {"grid": list(args.seeds)}}, metric=RETURN, mode="max", num_samples=1,
-        max_iterations=args.iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
+        max_iterations=iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
     )
     grid = search.tuner(str(ROOT / args.storage), verbose=0).fit()
     if grid.errors:
@@ -87,7 +91,7 @@ def main() -> None:
             evaluation = result.metrics[GREEDY_EVAL_PREFIX]
             rows.append((train, evaluation["paddle_0_mean"]))
             print(
-                f"| {name} | {seed} | {int(df['env_runners/num_env_steps_sampled_lifetime'].iloc[-1])} | {train:.1f} | "
+                f"| {name} | {seed} | {int(df[STEPS].iloc[-1])} | {train:.1f} | "
                 f"{evaluation['paddle_0_mean']:.1f} +- {evaluation['paddle_0_ci95']:.1f} | {evaluation['episode_len_mean']:.0f} |",
                 flush=True,
             )

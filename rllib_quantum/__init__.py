@@ -4,6 +4,8 @@ Public API (documented in README.md):
 
 - circuits: :class:`CircuitSpec`, :class:`QuantumLayer`, :func:`build_qnode`, :func:`draw_circuit`
 - modules: :class:`QuantumPPORLModule`, :data:`DEFAULT_MODEL_CONFIG`, :func:`validate_model_config`
+- learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, circuit diagnostics)
+- evaluation: :func:`evaluate_modules`, :func:`load_modules`, :class:`EvaluationReport`
 - experiments: :func:`load_experiment`, :func:`build_experiment`, :class:`Experiment`
 - strategies: :data:`STRATEGIES`, :func:`plan_strategy`, :func:`module_spec`
 - envs: :func:`register_envs`, :func:`make_cooperative_pong`, :class:`JointAgentEnv`,
@@ -18,6 +20,7 @@ from rllib_quantum.callbacks import ParameterAveragingCallback, averaging_callba
 from rllib_quantum.circuits import CircuitSpec, QuantumLayer, build_qnode
 from rllib_quantum.circuits import draw as draw_circuit
 from rllib_quantum.config import Experiment, build_experiment, load_experiment
+from rllib_quantum.evaluation import EvaluationReport, evaluate_modules, load_modules
 from rllib_quantum.envs import (
     COOPERATIVE_PONG,
     COOPERATIVE_PONG_JOINT,
@@ -25,6 +28,7 @@ from rllib_quantum.envs import (
     make_cooperative_pong,
     register_envs,
 )
+from rllib_quantum.learners import QuantumPPOTorchLearner
 from rllib_quantum.modules import DEFAULT_MODEL_CONFIG, QuantumPPORLModule, validate_model_config
 from rllib_quantum.plotting import plot_learning_curves
 from rllib_quantum.search import load_search
@@ -39,16 +43,20 @@ __all__ = [
     "DEFAULT_MODEL_CONFIG",
     "STRATEGIES",
     "CircuitSpec",
+    "EvaluationReport",
     "Experiment",
     "JointAgentEnv",
     "ParameterAveragingCallback",
     "QuantumLayer",
     "QuantumPPORLModule",
+    "QuantumPPOTorchLearner",
     "averaging_callback",
     "build_experiment",
     "build_qnode",
     "draw_circuit",
+    "evaluate_modules",
     "load_experiment",
+    "load_modules",
     "load_search",
     "make_cooperative_pong",
     "module_spec",

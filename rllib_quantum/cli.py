@@ -207,7 +207,12 @@ def tune_search(search, storage: Optional[str], num_samples: Optional[int], addr
     errors = [r.error for r in grid if r.error]
     if errors:
         raise RuntimeError(f"{len(errors)} trial(s) failed, first: {errors[0]}")
-    best = grid.get_best_result(metric=search.metric, mode=search.mode, scope="all")
+    try:
+        best = grid.get_best_result(metric=search.metric, mode=search.mode, scope="all")
+    except RuntimeError:
+        raise RuntimeError(
+            f"no trial reported a value for {search.metric!r} (no episode ended?): raise max_iterations or the batch size"
+        ) from None
     summary = {
         "trials": len(grid),
         "best_config": best.config,

@@ -79,7 +79,8 @@ def plot_learning_curves(
     ax.set_xlabel("env steps sampled")
     ax.set_ylabel("mean episode return per agent")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="center right")
     if title:
         ax.set_title(title)
     fig.tight_layout()

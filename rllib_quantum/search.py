@@ -82,6 +82,7 @@ class Search:
         from ray import tune
 
         base, overrides, max_iterations, episodes = self.base, self.overrides, self.max_iterations, self.evaluation_episodes
+        metric = self.metric
 
         def run_trial(sampled: Dict[str, Any]) -> None:
             from rllib_quantum.envs import register_envs
@@ -93,6 +94,7 @@ class Search:
                 for iteration in range(1, max_iterations + 1):
                     result = algo.train()
                     result.pop("config", None)
+                    _ensure_metric(result, metric)
                     if episodes and iteration == max_iterations:
                         result[GREEDY_EVAL_PREFIX] = greedy_evaluation(exp, algo, episodes)
                     tune.report(result)
@@ -119,6 +121,18 @@ class Search:
             ),
             run_config=tune.RunConfig(name=self.name, storage_path=_storage(storage_path), **run_kwargs),
         )
+
+
+def _ensure_metric(result: dict, metric: str) -> None:
+    """Sets ``metric`` (a ``/``-path into the result) to NaN where RLlib did not report it: episode
+    returns are missing until the first episode ends, and Tune rejects a result without its metric."""
+    node = result
+    *path, last = metric.split("/")
+    for key in path:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            return
+    node.setdefault(last, float("nan"))
 
 
 def greedy_evaluation(exp, algo, episodes: int) -> Dict[str, float]:

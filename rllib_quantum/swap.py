@@ -19,7 +19,7 @@ from typing import Any, Iterable, List, Optional
 
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
-from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule, MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
@@ -57,7 +57,9 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
     """A copy of ``config`` whose chosen modules are :class:`QuantumPPORLModule` s.
 
     Everything else (env, spaces, ``policies``, ``policy_mapping_fn``, PPO and resource
-    settings, callbacks, the other modules' specs) is left as it was. ``config`` is not changed.
+    settings, callbacks, the other modules' specs) is left as it was, except that a config on
+    PPO's default learner gets :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` (which
+    trains classical modules exactly as PPO's learner does). ``config`` is not changed.
 
     Args:
         config: an RLlib ``PPOConfig`` on the new API stack, single- or multi-agent.
@@ -97,6 +99,10 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
         raise ValueError(f"with_quantum_policies: 'modules' is empty; known modules: {sorted(known)}")
 
     new = config.copy(copy_frozen=False)
+    if new._learner_class is None:  # PPO's own torch learner: add per-group lrs and circuit diagnostics
+        from rllib_quantum.learners import QuantumPPOTorchLearner
+
+        new.learners(learner_class=QuantumPPOTorchLearner)
     old_spec = new._rl_module_spec
     if not new.is_multi_agent:
         single = old_spec if isinstance(old_spec, RLModuleSpec) else None
@@ -111,7 +117,7 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
     for mid in wanted:
         specs[mid] = _quantum_spec(specs.get(mid), model_config, new)
     multi = MultiRLModuleSpec(
-        multi_rl_module_class=old_spec.multi_rl_module_class if isinstance(old_spec, MultiRLModuleSpec) else MultiRLModuleSpec().multi_rl_module_class,
+        multi_rl_module_class=old_spec.multi_rl_module_class if isinstance(old_spec, MultiRLModuleSpec) else MultiRLModule,
         rl_module_specs=specs,
     )
     return new.rl_module(rl_module_spec=multi)

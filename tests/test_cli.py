@@ -18,6 +18,7 @@ TINY = [  # small batches: the run checks plumbing, not learning
     "--set", "ppo.train_batch_size_per_learner=200",
     "--set", "ppo.minibatch_size=100",
     "--set", "ppo.num_epochs=2",
+    "--set", "env_runners.num_envs_per_env_runner=1",  # episodes must end within 2 tiny iterations
 ]
 
 
@@ -30,9 +31,10 @@ def test_train_runs_independent_quantum_policies_through_tune(ray_session, stora
     )
     out = capsys.readouterr().out
     assert summary["iterations"] == iters
-    assert 200 * iters <= summary["env_steps"] < 200 * iters + 8  # 4 vectorized envs may overshoot by a step each
+    # The shipped runner layout (2 remote runners at 0.5 CPU each) fits the 2-CPU test Ray.
+    assert 200 * iters <= summary["env_steps"] < 200 * iters + 2 * iters
     assert sorted(summary["mean_return_per_agent"]) == ["paddle_0", "paddle_1"]
-    assert re.search(r"\[\w+ iter    1\] env steps +20\d \| mean return paddle_0=", out)
+    assert re.search(r"\[\w+ iter    1\] env steps +2[01]\d \| mean return paddle_0=", out)
     assert "trained nothing" not in out
     assert re.search(rf"SUMMARY quantum-independent-pong-features: {iters} iterations, {summary['env_steps']} env steps", out)
     # The final policies played fresh greedy episodes (max_cycles=100: no reference levels known).
@@ -57,8 +59,9 @@ def test_describe_prints_diagrams_and_parameter_counts(capsys):
     out = capsys.readouterr().out
     assert "module 'paddle_0' (agents: paddle_0) QuantumPPORLModule" in out
     assert "module 'paddle_1' (agents: paddle_1) QuantumPPORLModule" in out
-    # 1 layer x 5 wires x 3 angles + 5 input scalings + 3 output scalings
-    assert "parameters: quantum 23, classical 1281, total 1304" in out
+    # quantum: 1 layer x 5 wires x 3 angles + 5 input + 5 output scalings (all 5 wires read out);
+    # classical: the linear read-out 5 x 3 + 3 and the 32x32 critic (5*32+32 + 32*32+32 + 32+1)
+    assert "parameters: quantum 25, classical 1299, total 1324" in out
     assert out.count("0: ──RX──Rot─╭●") == 2  # one diagram per module, gates as documented
 
 

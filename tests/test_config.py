@@ -37,7 +37,8 @@ def test_independent_quantum_pong_maps_each_paddle_to_its_own_quantum_module():
     assert specs["paddle_0"].model_config["circuit"]["n_qubits"] == 5
     modules = exp.build_modules()
     assert modules["paddle_0"] is not modules["paddle_1"]
-    assert modules["paddle_0"].parameter_counts()["quantum"] == 4 * 5 * 3 + 4 * 5 + 3  # weights, input and output scaling
+    # weights, input and output scaling (the linear read-out reads all 5 wires)
+    assert modules["paddle_0"].parameter_counts()["quantum"] == 4 * 5 * 3 + 4 * 5 + 5
 
 
 def test_overrides_set_dotted_keys_and_parse_yaml_values():
@@ -46,7 +47,7 @@ def test_overrides_set_dotted_keys_and_parse_yaml_values():
     exp = build_experiment(BASE, overrides)
     assert exp.algo_config.lr == 0.01
     assert exp.algo_config.env_config["max_cycles"] == 50
-    assert exp.stop == {"training_iteration": 3}
+    assert exp.stop == {"env_runners/num_env_steps_sampled_lifetime": 500000, "training_iteration": 3}
     module = exp.build_modules()["paddle_0"]
     assert module.actor.spec.n_qubits == 6 and module.resolved_model_config["encoder"] == "none"  # 5 features zero-padded
     assert BASE["ppo"]["lr"] == 0.01  # the loaded dict itself is not changed

@@ -26,7 +26,7 @@ def test_search_runs_trials_with_sampled_circuit_keys(ray_session, storage, tmp_
         "num_samples": 1,
         "max_iterations": 2,
         "overrides": {"ppo.train_batch_size_per_learner": 200, "ppo.minibatch_size": 100, "ppo.num_epochs": 1,
-                      "env_config.max_cycles": 100},
+                      "env_config.max_cycles": 100, "env_runners.num_envs_per_env_runner": 1},
         "search_space": {"model_config.circuit.n_layers": {"grid": [1, 2]}},
     }))
     summary = cli.tune_search(load_search(path), storage, num_samples=None)

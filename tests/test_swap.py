@@ -52,6 +52,26 @@ def test_swap_keeps_everything_else_and_trains(build_algo):
     assert set(result["learners"]) >= set(POLICIES)
 
 
+def test_swap_on_policies_and_mapping_only_the_most_common_style(build_algo):
+    """`.multi_agent(policies=..., policy_mapping_fn=...)` and no rl_module_spec at all."""
+    register_envs()
+    config = (
+        PPOConfig()
+        .environment(COOPERATIVE_PONG, env_config={"obs": "features", "max_cycles": 100})
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies={"paddle_0", "paddle_1"}, policy_mapping_fn=mapping)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    swapped = with_quantum_policies(config, circuit={"n_qubits": 5, "n_layers": 1})
+    assert swapped.learner_class.__name__ == "QuantumPPOTorchLearner"
+    algo = build_algo(swapped)
+    result = algo.train()
+    for mid in POLICIES:
+        assert isinstance(algo.get_module(mid), QuantumPPORLModule)
+        assert result["learners"][mid]["num_module_steps_trained"] > 0
+        assert result["learners"][mid]["quantum/actor_weights_grad_norm"] > 0
+
+
 def test_swap_all_modules_and_single_agent():
     swapped = with_quantum_policies(rllib_style_config(), circuit={"n_qubits": 5, "n_layers": 1})
     assert all(s.module_class is QuantumPPORLModule for s in swapped.rl_module_spec.rl_module_specs.values())
