@@ -5,13 +5,13 @@ find it", on the features view (no Ray, plain torch, seconds):
 
 1. **Read-out spread at initialisation.** The actor circuit of
    ``configs/quantum_independent_pong_features.yaml`` on ``states`` pong states (random play):
-   mean ``|<Z_i>|`` of the logit wires and their standard deviation across states, for several
+   mean ``|<Z_i>|`` of the read-out wires and their standard deviation across states, for several
    seeds. Logits are ``output_scale * <Z_i>``, so the spread bounds how different the action
    probabilities of two states can be.
 2. **Behaviour cloning.** The same module (circuit as policy, no pre-encoder) trained by
    cross-entropy to imitate the scripted ball tracker on ``states`` states (tracker actions with
    30 % random ones mixed in, so off-track states are seen), then played greedily on
-   ``episodes`` fresh episodes: if it scores near the tracker's 100 per paddle, the circuit can
+   ``episodes`` fresh evaluation episodes (:mod:`rllib_quantum.evaluation`): if it scores near the tracker's 100 per paddle, the circuit can
    represent a ceiling-level policy.
 
     python benchmarks/circuit_capacity.py [--states 20000] [--steps 1500] [--episodes 5]
@@ -20,7 +20,6 @@ find it", on the features view (no Ray, plain torch, seconds):
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from pathlib import Path
 
@@ -84,22 +83,21 @@ def main() -> None:
     import torch
     from ray.rllib.core.columns import Columns
 
-    from rllib_quantum.evaluation import EvaluationReport
-    from rllib_quantum.envs import CooperativePongFeatures
+    from rllib_quantum import evaluate_modules, load_experiment
 
     model_config = yaml.safe_load((ROOT / "configs" / f"{args.config}.yaml").read_text())["model_config"]
     print(f"config {args.config}: model_config {model_config}\n")
 
     # 1. Read-out spread of freshly initialised circuits on random-play states.
     random_states = collect_states(args.states, args.seed, expert_prob=0.0)["paddle_0"][0]
-    print("| init seed | mean abs <Z> (logit wires) | std across states | logit std across states |")
+    print("| init seed | mean abs <Z> (read-out wires) | std across states | logit std across states |")
     print("| --- | --- | --- | --- |")
     for seed in range(args.seeds):
         torch.manual_seed(seed)
         module = make_module(model_config)
         with torch.no_grad():
             logits = module.forward_inference({Columns.OBS: random_states})[Columns.ACTION_DIST_INPUTS]
-            expvals = logits / module.actor.output_scale
+            expvals = module.actor(module.encoder(random_states)) / module.actor.output_scale
         print(f"| {seed} | {expvals.abs().mean():.3f} | {expvals.std(0).mean():.3f} | {logits.std(0).mean():.3f} |")
 
     # 2. Behaviour cloning of the scripted tracker, then greedy play.
@@ -125,27 +123,10 @@ def main() -> None:
         modules[agent] = module
         print(f"| {agent} | {loss.item():.3f} | {accuracy:.3f} | {module.actor.output_scale.abs().mean():.2f} | {time.perf_counter() - start:.1f} |")
 
-    env = CooperativePongFeatures()
-    returns, lengths, seeds = {a: [] for a in modules}, [], list(range(10_000, 10_000 + args.episodes))
-    for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        totals, steps = dict.fromkeys(modules, 0.0), 0
-        while env.agents:
-            with torch.no_grad():
-                actions = {
-                    a: int(modules[a].forward_inference({Columns.OBS: torch.as_tensor(o)[None]})[Columns.ACTION_DIST_INPUTS].argmax())
-                    for a, o in obs.items()
-                }
-            obs, rewards, *_ = env.step(actions)
-            for a, r in rewards.items():
-                totals[a] += r
-            steps += 1
-        for a in modules:
-            returns[a].append(totals[a])
-        lengths.append(steps)
-    report = EvaluationReport(returns, lengths, seeds, greedy=True)
+    experiment = load_experiment(ROOT / "configs" / f"{args.config}.yaml")
+    report = evaluate_modules(experiment, modules, episodes=args.episodes, greedy=True)
     print(f"\ncloned circuits, {report.summary()}")
-    print(f"(scripted tracker: 100 per paddle; random play: about -3.7; mean length {statistics.fmean(lengths):.0f} of 900)")
+    print("(scripted tracker: 100 per paddle; random play: about -3.7; episodes last at most 900 steps)")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Each variant trains its config once per seed for the config's budget (its ``stop`` on env
 steps: 500k), then plays ``eval_episodes`` greedy episodes on
 fresh env seeds with the final policies. Seeds run as Tune trials side by side, one CPU each: the
-local env runner samples the same 16 envs per iteration that the shipped configs spread over two
-remote runners (2 x 8), so batches and updates are the same.
+local env runner samples the same 32 envs per iteration that the shipped configs spread over two
+remote runners (2 x 16), so batches and updates are the same.
 
 Variants:
 - ``quantum``: configs/quantum_independent_pong_features.yaml (the circuit is the policy)
@@ -40,7 +40,7 @@ VARIANTS = {
     "classical": ("classical_independent_pong_features", {}),
     "quantum-frozen": ("quantum_independent_pong_features", {"model_config.circuit.trainable_weights": False}),
 }
-SAME_ENVS_IN_ONE_PROCESS = {"env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 16}
+SAME_ENVS_IN_ONE_PROCESS = {"env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 32}
 
 
 @dataclasses.dataclass

@@ -39,10 +39,11 @@ def variants() -> dict:
     """Name -> overrides of the config; ``shipped`` is the config file as it is."""
     return {
         "before": BEFORE,
-        "16 envs, local runner, 1000-step batch": {**BEFORE, "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 16},
-        "16 envs, local runner, 4000-step batch": {
-            **BEFORE, "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 16,
-            "ppo.train_batch_size_per_learner": 4000, "ppo.minibatch_size": 1000,
+        "2 runners x 16 envs, 1000-step batches": {
+            **BEFORE, "env_runners.num_env_runners": 2, "env_runners.num_envs_per_env_runner": 16,
+        },
+        "1 local runner x 32 envs, shipped batches": {
+            "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 32,
         },
         "shipped": {},
     }

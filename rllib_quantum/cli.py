@@ -144,7 +144,6 @@ def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optiona
         result, path, df, checkpoint = res.metrics, Path(res.path), res.metrics_dataframe, res.checkpoint
     train_s = time.time() - start
     levels = reference_returns(exp.plan.env, exp.spec["env_config"])
-    curve = plot_learning_curves({exp.name: df}, path / "learning_curve.png", title=exp.name, smooth=10, levels=levels)
     runners = result.get("env_runners", {})
     last = {a: df[c].tail(10).mean() for a, c in agent_return_columns(df.columns).items()}
     summary = {
@@ -154,7 +153,6 @@ def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optiona
         "last10_return_per_agent": {a: round(float(v), 2) for a, v in sorted(last.items())},
         "train_time_s": round(train_s, 1),
         "logs": str(path),
-        "learning_curve": str(curve),
         "evaluation": None,
     }
     if eval_episodes and checkpoint is not None:
@@ -163,6 +161,11 @@ def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optiona
         report = evaluate_modules(exp, load_modules(checkpoint.path), episodes=eval_episodes, greedy=True)
         summary["evaluation"] = {a: {"mean": round(report.mean(a), 2), "ci95": round(report.ci95(a), 2)} for a in sorted(report.returns)}
         print(f"\nEVALUATION {exp.name}: {report.summary()}", flush=True)
+    final = {a: (v["mean"], v["ci95"]) for a, v in (summary["evaluation"] or {}).items()}
+    curve = plot_learning_curves(
+        {exp.name: df}, path / "learning_curve.png", title=exp.name, smooth=10, levels=levels, final_evaluation=final
+    )
+    summary["learning_curve"] = str(curve)
     summary["wall_time_s"] = round(time.time() - start, 1)
     print(f"\n{summary_line(exp.name, summary, levels)}", flush=True)
     return summary

@@ -32,6 +32,7 @@ def plot_learning_curves(
     title: Optional[str] = None,
     smooth: int = 1,
     levels: Optional[Mapping[str, float]] = None,
+    final_evaluation: Optional[Mapping[str, tuple]] = None,
 ) -> Path:
     """Plots per-agent mean episode return against env steps for one or more runs.
 
@@ -42,6 +43,8 @@ def plot_learning_curves(
         smooth: if > 1, draw each curve as a rolling mean over this many iterations (iterations
             that finished no episode are skipped), over the raw per-iteration means drawn faintly.
         levels: reference returns drawn as horizontal lines, e.g. ``{"random play": -3.7}``.
+        final_evaluation: ``{agent: (mean, ci95)}`` of the final policies' evaluation episodes,
+            drawn as error bars at the last step (single-run plots).
 
     RLlib's greedy evaluation returns (``evaluation/...`` columns, present when the experiment
     sets ``evaluation``) are drawn as markers on the same axes.
@@ -72,6 +75,11 @@ def plot_learning_curves(
             evaluated = EVAL_RETURN_PREFIX + agent
             if evaluated in df and df[evaluated].notna().any():
                 ax.plot(x, df[evaluated], "D", markersize=5, label=f"{name}: greedy evaluation")
+    if final_evaluation:
+        last_x = float(x.iloc[-1])
+        for i, (agent, (mean, ci)) in enumerate(sorted(final_evaluation.items())):
+            ax.errorbar([last_x * (1.01 + 0.02 * i)], [mean], yerr=[ci if ci == ci else 0.0], fmt="s", capsize=4,
+                        label=f"{agent}: greedy evaluation of the final policy")
     for i, (name, value) in enumerate(sorted((levels or {}).items(), key=lambda kv: kv[1])):
         ax.axhline(value, color="grey", linestyle=":" if i == 0 else "--", linewidth=1)
         ax.annotate(f"{name} ({value:g})", (0.01, value), xycoords=("axes fraction", "data"),

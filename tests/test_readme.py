@@ -41,7 +41,8 @@ def test_readme_python_example_runs_both_tune_entry_points(tmp_path):
         example.replace(
             'overrides={"stop.training_iteration": 2}',
             'overrides={"stop.training_iteration": 2, "ppo.train_batch_size_per_learner": 200, '
-            '"ppo.minibatch_size": 100, "ppo.num_epochs": 1, "env_config.max_cycles": 100}',
+            '"ppo.minibatch_size": 100, "ppo.num_epochs": 1, "env_config.max_cycles": 100, '
+            '"env_runners.num_envs_per_env_runner": 1}',
         )
     )
     assert "train_batch_size_per_learner" in script.read_text(), "README example changed: update this test"

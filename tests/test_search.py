@@ -54,3 +54,15 @@ def test_bad_search_files_are_named(tmp_path, change, match):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises((ValueError, TypeError), match=match):
         load_search(path)
+
+
+def test_missing_metric_is_reported_as_nan_until_an_episode_ends():
+    from rllib_quantum.search import _ensure_metric
+
+    result = {"env_runners": {"num_env_steps_sampled": 200}}
+    _ensure_metric(result, "env_runners/episode_return_mean")
+    assert result["env_runners"]["num_env_steps_sampled"] == 200
+    assert result["env_runners"]["episode_return_mean"] != result["env_runners"]["episode_return_mean"]  # NaN
+    result = {"env_runners": {"episode_return_mean": 5.0}}
+    _ensure_metric(result, "env_runners/episode_return_mean")
+    assert result["env_runners"]["episode_return_mean"] == 5.0
