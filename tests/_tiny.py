@@ -7,6 +7,7 @@ TINY = {
     "ppo.minibatch_size": 100,
     "ppo.num_epochs": 1,
     "env_runners.num_env_runners": 0,
+    "env_runners.num_envs_per_env_runner": 1,  # the configs' 16 envs would finish no episode in 200 steps
     "stop.training_iteration": 2,
 }
 TINY_QUANTUM = {**TINY, "model_config.circuit.n_qubits": 5, "model_config.circuit.n_layers": 1}
