@@ -11,16 +11,17 @@ import time
 
 import ray
 
-from rllib_quantum import load_experiment, register_envs
+from rllib_quantum import evaluate_modules, load_experiment, register_envs
 
 
 @dataclasses.dataclass
 class Args:
     config: str = "configs/quantum_independent_pong_features.yaml"
-    iterations: int = 10
+    iterations: int = 20  # x 8000 env steps (the config's batch); the config's own budget is 63
     n_qubits: int = 5  # one wire per feature: ball x, y, vx, vy, own paddle y
-    n_layers: int = 3
-    lr: float = 0.003
+    n_layers: int = 4
+    lr: float = 0.01
+    eval_episodes: int = 10  # greedy episodes on fresh env seeds after training
 
 
 args = Args()
@@ -51,6 +52,11 @@ for i in range(1, args.iterations + 1):
     returns = {a: round(float(r), 2) for a, r in (runners.get("agent_episode_returns_mean") or {}).items()}
     print(f"iter {i:3d}  env steps {int(runners['num_env_steps_sampled_lifetime']):7d}  mean return {returns}")
 print(f"{args.iterations} iterations in {time.perf_counter() - start:.1f} s")
+
+# 4. Judge the policies by separate greedy episodes on fresh seeds, not by the training mean.
+modules = exp.build_modules()
+modules.set_state(algo.learner_group.get_state(components="learner/rl_module")["learner"]["rl_module"])
+print(evaluate_modules(exp, modules, episodes=args.eval_episodes, greedy=True).summary())
 
 algo.stop()
 ray.shutdown()
