@@ -12,6 +12,7 @@ import time
 import ray
 
 from rllib_quantum import evaluate_modules, load_experiment, register_envs
+from rllib_quantum.evaluation import learner_modules
 
 
 @dataclasses.dataclass
@@ -54,9 +55,7 @@ for i in range(1, args.iterations + 1):
 print(f"{args.iterations} iterations in {time.perf_counter() - start:.1f} s")
 
 # 4. Judge the policies by separate greedy episodes on fresh seeds, not by the training mean.
-modules = exp.build_modules()
-modules.set_state(algo.learner_group.get_state(components="learner/rl_module")["learner"]["rl_module"])
-print(evaluate_modules(exp, modules, episodes=args.eval_episodes, greedy=True).summary())
+print(evaluate_modules(exp, learner_modules(exp, algo), episodes=args.eval_episodes, greedy=True).summary())
 
 algo.stop()
 ray.shutdown()

@@ -79,6 +79,14 @@ def load_modules(checkpoint: Union[str, Path]):
     return MultiRLModule.from_checkpoint(path)
 
 
+def learner_modules(experiment, algo):
+    """The modules as ``algo``'s learner holds them now, built locally (env runners lag one update
+    behind after ``train()`` returns)."""
+    modules = experiment.build_modules()
+    modules.set_state(algo.learner_group.get_state(components="learner/rl_module")["learner"]["rl_module"])
+    return modules
+
+
 def evaluate_modules(experiment, modules: Mapping, episodes: int = 20, greedy: bool = True, seeds=None) -> EvaluationReport:
     """Plays ``episodes`` fresh episodes of ``experiment``'s env with ``modules``.
 

@@ -138,11 +138,9 @@ def _ensure_metric(result: dict, metric: str) -> None:
 def greedy_evaluation(exp, algo, episodes: int) -> Dict[str, float]:
     """Greedy evaluation of the learner's current modules on fresh env seeds (see
     :mod:`rllib_quantum.evaluation`): ``{"<agent>_mean": ..., "<agent>_ci95": ..., "episode_len_mean": ...}``."""
-    from rllib_quantum.evaluation import evaluate_modules
+    from rllib_quantum.evaluation import evaluate_modules, learner_modules
 
-    modules = exp.build_modules()
-    modules.set_state(algo.learner_group.get_state(components="learner/rl_module")["learner"]["rl_module"])
-    report = evaluate_modules(exp, modules, episodes=episodes, greedy=True)
+    report = evaluate_modules(exp, learner_modules(exp, algo), episodes=episodes, greedy=True)
     out = {"episode_len_mean": sum(report.lengths) / len(report.lengths)}
     for agent in report.returns:
         out[f"{agent}_mean"], out[f"{agent}_ci95"] = report.mean(agent), report.ci95(agent)
