@@ -45,6 +45,7 @@ def variants() -> dict:
         "1 local runner x 32 envs, shipped batches": {
             "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 32,
         },
+        "shipped, but minibatch 1000": {"ppo.minibatch_size": 1000},
         "shipped": {},
     }
 
