@@ -5,8 +5,6 @@ Scripts run as ``python benchmarks/NAME.py``, so this module is importable as ``
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
 import statistics
 import tempfile
@@ -17,20 +15,12 @@ T = TypeVar("T")
 
 
 def parse_args(args_cls: Type[T], description: str) -> T:
-    """``--field value`` for every field of the ``args_cls`` dataclass (tuples take several values,
-    bools are ``--flag`` switches); defaults come from the dataclass."""
-    parser = argparse.ArgumentParser(description=description)
-    for field in dataclasses.fields(args_cls):
-        default = getattr(args_cls, field.name)
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=default, dest=field.name)
-        elif isinstance(default, tuple):
-            parser.add_argument(flag, nargs="+", type=type(default[0]), default=default, dest=field.name)
-        else:
-            parser.add_argument(flag, type=type(default), default=default, dest=field.name)
-    parsed = vars(parser.parse_args())
-    return args_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()})
+    """``--field value`` for every field of the ``args_cls`` dataclass: the examples' helper
+    (:func:`rllib_quantum.script_args.parse_args`: tuples take several values, bools are
+    ``--flag``/``--no-flag``); defaults come from the dataclass."""
+    from rllib_quantum.script_args import parse_args as from_dataclass
+
+    return from_dataclass(args_cls, description=description)
 
 
 def setup_torch(threads: int, seed: int) -> str:

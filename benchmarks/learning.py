@@ -3,8 +3,8 @@
 Each variant trains its config once per seed for the config's budget (its ``stop`` on env
 steps: 500k), then plays ``eval_episodes`` greedy episodes on
 fresh env seeds with the final policies. Seeds run as Tune trials side by side, one CPU each: the
-local env runner samples the same 32 envs per iteration that the shipped configs spread over two
-remote runners (2 x 16), so batches and updates are the same.
+local env runner samples all the envs per iteration that a config spreads over its remote runners
+(quantum 2 x 64, classical 2 x 16), so batches and updates are the same.
 
 Variants:
 - ``quantum``: configs/quantum_independent_pong_features.yaml (the circuit is the policy)
@@ -40,7 +40,13 @@ VARIANTS = {
     "classical": ("classical_independent_pong_features", {}),
     "quantum-frozen": ("quantum_independent_pong_features", {"model_config.circuit.trainable_weights": False}),
 }
-SAME_ENVS_IN_ONE_PROCESS = {"env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 32}
+
+
+def same_envs_in_one_process(base: dict) -> dict:
+    """Overrides that sample all of a config's envs (runners x envs per runner) on the local runner."""
+    runners = base["env_runners"]
+    envs = max(1, runners.get("num_env_runners", 2)) * runners.get("num_envs_per_env_runner", 1)
+    return {"env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": envs}
 
 
 @dataclasses.dataclass
@@ -61,7 +67,7 @@ def run_variant(name: str, args: Args):
     iterations = args.iterations or math.ceil(base["stop"][STEPS] / base["ppo"]["train_batch_size_per_learner"])
     search = Search(
         name=f"learning-{name}", base=base,
-        overrides={**overrides, **SAME_ENVS_IN_ONE_PROCESS},
+        overrides={**overrides, **same_envs_in_one_process(base)},
         search_space={"seed": {"grid": list(args.seeds)}}, metric=RETURN, mode="max", num_samples=1,
         max_iterations=iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
     )

@@ -1,8 +1,9 @@
 """A variational circuit as a torch layer: build, inspect, run a batch, train it, check it.
 
-Reads top to bottom; the arguments live in ``Args``. Runs in a few seconds on a laptop CPU:
+Reads top to bottom; the arguments live in ``Args``, each one also a flag (``--help`` lists
+them). Runs in a few seconds on a laptop CPU; ``--steps 3 --batch 8`` is the CI-sized run:
 
-    python examples/quantum_layer_basics.py
+    python examples/quantum_layer_basics.py [--n-qubits 4 --steps 100 ...]
 """
 
 import dataclasses
@@ -11,6 +12,7 @@ import time
 import torch
 
 from rllib_quantum import CircuitSpec, QuantumLayer, build_qnode, draw_circuit
+from rllib_quantum.script_args import parse_args
 
 
 @dataclasses.dataclass
@@ -25,7 +27,7 @@ class Args:
     seed: int = 0
 
 
-args = Args()
+args = parse_args(Args, description=__doc__)  # Args() with the command line's flags applied
 torch.manual_seed(args.seed)
 
 # 1. Describe the circuit once; every execution path reads this spec.

@@ -6,7 +6,11 @@ The config below is written the way RLlib's own
 ``with_quantum_policies``, turns a copy of it into variational-quantum-circuit policies; the env,
 spaces, mapping and PPO settings stay as they were.
 
-Run:  python examples/swap_in_quantum_policies.py
+Run:  python examples/swap_in_quantum_policies.py [--iterations 2 --n-layers 2 ...]
+(every ``Args`` field is a flag; ``--help`` lists them). The CI-sized run:
+
+    python examples/swap_in_quantum_policies.py --iterations 1 --max-cycles 100 \
+        --train-batch-size-per-learner 200 --minibatch-size 100 --num-epochs 1 --num-env-runners 0 --n-layers 1
 """
 
 import dataclasses
@@ -30,7 +34,9 @@ class Args:
     swap_modules: tuple = ("paddle_0", "paddle_1")  # which policies become quantum
 
 
-args = Args()
+from rllib_quantum.script_args import parse_args  # noqa: E402
+
+args = parse_args(Args, description=__doc__)  # Args() with the command line's flags applied
 
 import ray  # noqa: E402
 import ray.tune.trainable.trainable as trainable  # noqa: E402

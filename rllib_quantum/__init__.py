@@ -14,12 +14,14 @@ Public API (documented in README.md):
 - swap-in: :func:`with_quantum_policies`
 - search: :func:`load_search`
 - plots: :func:`plot_learning_curves`
+- errors: :class:`ConfigError` (every bad-input error; ``.key`` is the dotted key path)
 """
 
 from rllib_quantum.callbacks import ParameterAveragingCallback, averaging_callback
 from rllib_quantum.circuits import CircuitSpec, QuantumLayer, build_qnode
 from rllib_quantum.circuits import draw as draw_circuit
 from rllib_quantum.config import Experiment, build_experiment, load_experiment
+from rllib_quantum.errors import ConfigError
 from rllib_quantum.evaluation import EvaluationReport, evaluate_modules, load_modules
 from rllib_quantum.envs import (
     COOPERATIVE_PONG,
@@ -43,6 +45,7 @@ __all__ = [
     "DEFAULT_MODEL_CONFIG",
     "STRATEGIES",
     "CircuitSpec",
+    "ConfigError",
     "EvaluationReport",
     "Experiment",
     "JointAgentEnv",

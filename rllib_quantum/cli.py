@@ -1,21 +1,27 @@
 """``rllib-quantum``: train an experiment from YAML through Ray Tune, or describe its modules.
 
-    rllib-quantum train CONFIG [--stop-iters N] [--eval-episodes N] [--set key=value ...] [--storage DIR] [--address ADDR]
+    rllib-quantum train CONFIG [--stop-iters N] [--eval-episodes N] [--set key=value ...] [--storage DIR]
+                               [--address ADDR] [--resume EXPERIMENT_DIR]
+    rllib-quantum evaluate CHECKPOINT [--episodes N] [--greedy] [--video out.gif|out.mp4]
     rllib-quantum describe CONFIG [--set key=value ...]
     rllib-quantum tune SEARCH [--num-samples N] [--set key=value ...] [--storage DIR] [--address ADDR]
 
-Every config and override is validated before Ray starts.
+Every config and override is validated before Ray starts; bad input ends with one line naming the
+key path and exit code 2. A run that fails on a worker ends with that worker's own error in one
+line, the path of the full log, and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
 from rllib_quantum.config import load_experiment, parse_overrides
+from rllib_quantum.errors import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
         "--eval-episodes", type=int, default=20,
         help="after training, play this many greedy episodes on fresh env seeds with the final policies (0: skip)",
     )
+    train.add_argument(
+        "--resume", default=None, metavar="EXPERIMENT_DIR",
+        help="continue an interrupted run of CONFIG from its last checkpoint (the folder Tune wrote, "
+        "e.g. results/quantum-independent-pong-features)",
+    )
+
+    evaluate = sub.add_parser("evaluate", help="play fresh-seed episodes with a checkpoint's policies")
+    evaluate.add_argument("checkpoint", help="an RLlib algorithm checkpoint folder (checkpoint_00000N)")
+    evaluate.add_argument("--episodes", type=int, default=20, help="episodes to play (default 20)")
+    evaluate.add_argument("--greedy", action="store_true", help="argmax actions (default: sampled)")
+    evaluate.add_argument("--video", default=None, metavar="OUT", help="also write the episodes' frames to OUT (.gif or .mp4)")
 
     describe = sub.add_parser("describe", help="print each module's circuit diagram and parameter counts")
     describe.add_argument("config", help="experiment YAML (see configs/)")
@@ -57,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_cpus(args) -> None:
     if getattr(args, "num_cpus", None) is not None and args.num_cpus < 1:
-        raise ValueError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+        raise ConfigError("--num-cpus", f"must be >= 1, got {args.num_cpus}")
 
 
 def _load(args):
@@ -65,11 +82,45 @@ def _load(args):
     overrides = parse_overrides(args.overrides)
     if getattr(args, "stop_iters", None) is not None:
         if args.stop_iters < 1:
-            raise ValueError(f"--stop-iters must be >= 1, got {args.stop_iters}")
+            raise ConfigError("--stop-iters", f"must be >= 1, got {args.stop_iters}")
         overrides["stop"] = {"training_iteration": args.stop_iters}
     if getattr(args, "eval_episodes", 0) < 0:
-        raise ValueError(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
-    return load_experiment(args.config, overrides)
+        raise ConfigError("--eval-episodes", f"must be >= 0, got {args.eval_episodes}")
+    resume = getattr(args, "resume", None)
+    if resume is not None:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(str(Path(resume).resolve())):
+            raise ConfigError("--resume", f"{resume!r} is not a Tune experiment folder (no experiment state in it)")
+    exp = load_experiment(args.config, overrides)
+    _check_cpus_fit(exp, args)
+    return exp
+
+
+def _check_cpus_fit(exp, args) -> None:
+    """A local Ray with fewer CPUs than one trial asks for would leave the trial PENDING forever."""
+    if getattr(args, "address", None):
+        return  # a cluster: its nodes decide
+    num_cpus = getattr(args, "num_cpus", None)
+    available = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+    flag = f"--num-cpus {num_cpus}" if num_cpus is not None else f"this machine's {available} CPUs"
+    runners = exp.spec["env_runners"]
+    learners = exp.spec["learners"]
+    n_runners = runners.get("num_env_runners", 2)
+    per_runner = runners.get("num_cpus_per_env_runner", 1)
+    n_learners = learners.get("num_learners", 0)
+    per_learner = learners.get("num_cpus_per_learner", "auto")
+    per_learner = 1 if per_learner == "auto" else per_learner
+    learner_cpus = 1 + (n_learners * per_learner if n_learners else 0)  # the algorithm's own process, + remote learners
+    need = learner_cpus + n_runners * per_runner
+    if need > available + 1e-9:
+        learner_text = "1 driver/learner" if n_learners == 0 else f"1 driver + {n_learners} learners x {per_learner:g} CPU"
+        raise ConfigError(
+            "env_runners",
+            f"one trial needs {need:g} CPUs ({learner_text} + {n_runners} env runners x {per_runner:g} CPU), "
+            f"more than {flag}: it would wait forever; lower env_runners.num_env_runners or "
+            f"env_runners.num_cpus_per_env_runner (fractions are fine), or raise --num-cpus",
+        )
 
 
 def describe(exp) -> str:
@@ -100,7 +151,10 @@ def _progress_callback():
     from ray import tune
 
     class ProgressLine(tune.Callback):
-        """One compact line per training iteration: steps, per-agent return, time."""
+        """One compact line per training iteration: steps, per-agent return, time, warnings."""
+
+        def __init__(self):
+            self.restarts = {}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             runners = result.get("env_runners", {})
@@ -109,6 +163,10 @@ def _progress_callback():
             learners = {m: r for m, r in (result.get("learners") or {}).items() if m != "__all_modules__"}
             idle = sorted(m for m, r in learners.items() if not r.get("num_module_steps_trained"))
             warning = f" | WARNING: modules {idle} trained nothing (sampling timed out?)" if idle else ""
+            restarts = int((result.get("fault_tolerance") or {}).get("num_remote_worker_restarts", 0) or 0)
+            if restarts > self.restarts.get(trial.trial_id, 0):
+                warning += f" | WARNING: {restarts} env runner restart(s) so far: a runner failed (see the trial's logs)"
+            self.restarts[trial.trial_id] = restarts
             print(
                 f"[{trial.trial_id} iter {result.get('training_iteration', 0):4d}] env steps {int(runners.get('num_env_steps_sampled_lifetime', 0)):8d}"
                 f" | mean return {returns} | {result.get('time_this_iter_s', 0):6.1f} s/iter{warning}",
@@ -118,9 +176,70 @@ def _progress_callback():
     return ProgressLine()
 
 
-def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optional[int], api: str, eval_episodes: int = 20) -> dict:
-    """Runs ``exp`` with Tune; writes the learning curve; evaluates the final policies on
-    ``eval_episodes`` fresh greedy episodes; prints and returns the summary numbers."""
+class RunFailed(RuntimeError):
+    """A trial failed on a worker: ``str()`` is that worker's own error in one line plus the log path."""
+
+
+def root_error(err: BaseException) -> str:
+    """The innermost error of a Ray/Tune failure chain, as ``Type: message`` (its first line).
+
+    Tune wraps a worker's exception in ``RayTaskError``/``RayActorError`` (``.cause``) and in
+    ``__cause__`` chains; RLlib adds its own wrappers. The innermost one is what went wrong.
+    """
+    seen = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        inner = getattr(err, "cause", None) or err.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        err = inner
+    text = str(err).strip()
+    # A RayTaskError's text is a traceback: keep its last line (the original exception).
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(" ")]
+    last = lines[-1] if lines else type(err).__name__
+    return last if ":" in last and " " not in last.split(":")[0] else f"{type(err).__name__}: {last}"
+
+
+def failed_actor_errors() -> List[str]:
+    """The last line of every env runner's constructor error in this Ray session (runners that
+    could not start). RLlib drops these (with its default restart settings it logs them and then
+    fails with an unrelated ``IndexError`` while reading the runners' spaces); Ray's actor table
+    keeps them. Empty if Ray is not running or its (private) state API differs."""
+    try:
+        import ray._private.state as state
+
+        actors = state.actors().values()
+    except Exception:  # pragma: no cover - Ray internals moved
+        return []
+    out = []
+    for actor in actors:
+        if "EnvRunner" not in str(actor.get("ActorClassName", "")):
+            continue  # the trial's own actor fails too, with the driver's error
+        cause = actor.get("DeathCause")
+        text = getattr(getattr(cause, "creation_task_failure_context", None), "formatted_exception_string", "")
+        lines = [ln for ln in str(text).splitlines() if ln.strip() and not ln.startswith(" ")]
+        if lines:
+            out.append(lines[-1].strip())
+    return list(dict.fromkeys(out))
+
+
+def _failed(error: BaseException, path) -> RunFailed:
+    log = Path(path) / "error.txt" if path else None
+    where = f"; full log: {log}" if log and log.exists() else (f"; logs: {path}" if path else "")
+    cause = root_error(error)
+    actors = failed_actor_errors()
+    if actors:  # the workers' own errors explain the driver's (often unrelated) one
+        return RunFailed(f"training failed: an env runner could not start: {actors[-1]} (driver saw: {cause}){where}")
+    return RunFailed(f"training failed on a worker: {cause}{where}")
+
+
+def train(
+    exp, storage: Optional[str], address: Optional[str], num_cpus: Optional[int], api: str, eval_episodes: int = 20,
+    resume: Optional[str] = None,
+) -> dict:
+    """Runs ``exp`` with Tune (or continues the interrupted run in ``resume``); writes the learning
+    curve; evaluates the final policies on ``eval_episodes`` fresh greedy episodes; prints and
+    returns the summary numbers. Raises :class:`RunFailed` with the worker's own error."""
     from ray import tune
 
     from rllib_quantum.envs import reference_returns
@@ -129,18 +248,26 @@ def train(exp, storage: Optional[str], address: Optional[str], num_cpus: Optiona
     start = time.time()
     _init_ray(address, num_cpus)
     callbacks = [_progress_callback()]
-    if api == "run":
-        analysis = tune.run(exp.trainable, verbose=1, callbacks=callbacks, **exp.tune_run_kwargs(storage))
+    if api == "run" and resume is None:
+        analysis = tune.run(exp.trainable, verbose=1, callbacks=callbacks, raise_on_failed_trial=False, **exp.tune_run_kwargs(storage))
         trial = analysis.trials[0]
         if trial.status != "TERMINATED":
-            raise RuntimeError(f"trial {trial} ended {trial.status}; see {trial.path}")
+            raise _failed(trial.error or RuntimeError(f"trial ended {trial.status}"), trial.path)
         result, path, checkpoint = trial.last_result, Path(trial.path), trial.checkpoint
         df = read_progress(path)
     else:
-        grid = exp.tuner(storage, verbose=1, callbacks=callbacks).fit()
-        res = grid[0]
+        if resume is not None:  # Tune's restore: the trial continues from its last checkpoint
+            # param_space: the CONFIG given now (the same experiment), not the copy in the experiment
+            # state, which an interrupt can leave incomplete (its trial then asks for RLlib's defaults).
+            tuner = tune.Tuner.restore(
+                str(Path(resume).resolve()), exp.trainable, resume_unfinished=True, resume_errored=True,
+                param_space=exp.algo_config,
+            )
+        else:
+            tuner = exp.tuner(storage, verbose=1, callbacks=callbacks)
+        res = tuner.fit()[0]
         if res.error:
-            raise RuntimeError(f"training failed: {res.error}")
+            raise _failed(res.error, res.path)
         result, path, df, checkpoint = res.metrics, Path(res.path), res.metrics_dataframe, res.checkpoint
     train_s = time.time() - start
     levels = reference_returns(exp.plan.env, exp.spec["env_config"])
@@ -195,11 +322,15 @@ def _init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
 
     from rllib_quantum.envs import register_envs
 
+    # Every Ray worker (Tune trial, env runners, learners) gets one string-hash seed: RLlib keeps
+    # agents and modules in sets, whose order (so which module draws which random numbers first,
+    # and the row order of batches) would otherwise change from run to run (README "Reproducibility").
+    runtime_env = {"env_vars": {"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}}
     if not ray.is_initialized():
         if address:
-            ray.init(address=address)
+            ray.init(address=address, runtime_env=runtime_env)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
     register_envs()  # Tune's registry is per Ray session: (re-)register on the one we use
 
 
@@ -207,13 +338,13 @@ def tune_search(search, storage: Optional[str], num_samples: Optional[int], addr
     """Runs a :class:`~rllib_quantum.search.Search`; prints and returns the best trial's numbers."""
     _init_ray(address, num_cpus)
     grid = search.tuner(storage, num_samples=num_samples, verbose=1, callbacks=[_progress_callback()]).fit()
-    errors = [r.error for r in grid if r.error]
-    if errors:
-        raise RuntimeError(f"{len(errors)} trial(s) failed, first: {errors[0]}")
+    failed = [r for r in grid if r.error]
+    if failed:
+        raise RunFailed(f"{len(failed)} trial(s) failed; first: {_failed(failed[0].error, failed[0].path)}")
     try:
         best = grid.get_best_result(metric=search.metric, mode=search.mode, scope="all")
     except RuntimeError:
-        raise RuntimeError(
+        raise RunFailed(
             f"no trial reported a value for {search.metric!r} (no episode ended?): raise max_iterations or the batch size"
         ) from None
     summary = {
@@ -226,6 +357,45 @@ def tune_search(search, storage: Optional[str], num_samples: Optional[int], addr
     return summary
 
 
+def evaluate(checkpoint: str, episodes: int = 20, greedy: bool = False, video: Optional[str] = None) -> dict:
+    """Restores a checkpoint's policies, plays ``episodes`` fresh-seed episodes, prints the per-agent
+    mean return with its 95 % CI (and writes ``video``); returns ``{agent: {mean, ci95}, ...}``."""
+    from rllib_quantum.envs import register_envs
+    from rllib_quantum.evaluation import EvaluationSetup, evaluate_modules, load_modules
+
+    register_envs()
+    setup = EvaluationSetup.from_checkpoint(checkpoint)
+    frames = [] if video else None
+    report = evaluate_modules(setup, load_modules(checkpoint), episodes=episodes, greedy=greedy, frames=frames)
+    print(f"EVALUATION {checkpoint}: {report.summary()}", flush=True)
+    out = {a: {"mean": round(report.mean(a), 2), "ci95": round(report.ci95(a), 2)} for a in sorted(report.returns)}
+    if video:
+        from rllib_quantum.video import write_video
+
+        path = write_video(frames, video)
+        print(f"VIDEO {path}: {len(frames)} frames", flush=True)
+        out["video"] = str(path)
+    return out
+
+
+def _check_evaluate_args(args) -> None:
+    from rllib_quantum.video import check_video_path
+
+    if args.episodes < 1:
+        raise ConfigError("--episodes", f"must be >= 1, got {args.episodes}")
+    if not (Path(args.checkpoint) / "class_and_ctor_args.pkl").is_file():
+        raise ConfigError(
+            "CHECKPOINT", f"{args.checkpoint!r} is not an RLlib algorithm checkpoint folder (e.g. results/NAME/TRIAL/checkpoint_000000)"
+        )
+    if args.video:
+        check_video_path(args.video)
+
+
+def _error(err: BaseException, code: int) -> int:
+    print(f"rllib-quantum: error: {err}", file=sys.stderr)
+    return code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tune":
@@ -234,22 +404,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             _check_cpus(args)
             if args.num_samples is not None and args.num_samples < 1:
-                raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+                raise ConfigError("--num-samples", f"must be >= 1, got {args.num_samples}")
             search = load_search(args.search, parse_overrides(args.overrides))
         except (ValueError, TypeError, FileNotFoundError) as err:
-            print(f"rllib-quantum: error: {err}", file=sys.stderr)
-            return 2
-        tune_search(search, args.storage, args.num_samples, args.address, args.num_cpus)
+            return _error(err, 2)
+        try:
+            tune_search(search, args.storage, args.num_samples, args.address, args.num_cpus)
+        except RunFailed as err:
+            return _error(err, 1)
+        return 0
+    if args.command == "evaluate":
+        try:
+            _check_evaluate_args(args)
+        except (ValueError, TypeError) as err:
+            return _error(err, 2)
+        evaluate(args.checkpoint, args.episodes, args.greedy, args.video)
         return 0
     try:
         exp = _load(args)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"rllib-quantum: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err, 2)
     if args.command == "describe":
         print(describe(exp))
         return 0
-    train(exp, args.storage, args.address, args.num_cpus, args.api, args.eval_episodes)
+    try:
+        train(exp, args.storage, args.address, args.num_cpus, args.api, args.eval_episodes, resume=args.resume)
+    except RunFailed as err:
+        return _error(err, 1)
     return 0
 
 

@@ -13,6 +13,7 @@ A config file is one experiment::
     ppo: {lr: 0.003, train_batch_size_per_learner: 1000, minibatch_size: 250, num_epochs: 4}
     env_runners: {num_env_runners: 1}
     learners: {num_learners: 0}
+    fault_tolerance: {restart_failed_env_runners: true}
     stop: {training_iteration: 20}
     seed: 0
 
@@ -34,7 +35,10 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 import yaml
 
-from rllib_quantum.envs import ENV_VALIDATORS, env_spaces, register_envs
+from rllib_quantum import safety
+from rllib_quantum.envs import ENV_VALIDATORS, env_spaces, reference_returns, register_envs
+from rllib_quantum.errors import ConfigError, reraise_under
+from rllib_quantum.settings import check_section, check_stop, translate_rllib_error
 from rllib_quantum.strategies import MODULE_KINDS, STRATEGIES, StrategyPlan, multi_module_spec, plan_strategy
 
 TOP_LEVEL_KEYS = {
@@ -49,6 +53,7 @@ TOP_LEVEL_KEYS = {
     "ppo": "keyword arguments of PPOConfig.training()",
     "env_runners": "keyword arguments of AlgorithmConfig.env_runners()",
     "learners": "keyword arguments of AlgorithmConfig.learners()",
+    "fault_tolerance": "keyword arguments of AlgorithmConfig.fault_tolerance() (env runner restarts)",
     "stop": "Tune stop criteria, e.g. {training_iteration: 20}",
     "checkpoint": "{frequency: N, at_end: bool}",
     "seed": "int seed for RLlib (env runners and modules)",
@@ -66,14 +71,16 @@ def _signature_keys(*methods) -> list:
 
 
 def _check_kwargs(section: str, given: Any, *methods) -> dict:
+    """``given`` must be a mapping of keyword arguments of ``methods``, each of a valid value."""
     if given is None:
         return {}
     if not isinstance(given, Mapping):
-        raise TypeError(f"config key {section!r} must be a mapping, got {given!r}")
+        raise ConfigError(section, f"must be a mapping of keyword arguments, got {given!r}")
     allowed = _signature_keys(*methods)
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown key(s) {[f'{section}.{k}' for k in unknown]}; allowed: {allowed}")
+        raise ConfigError(section, f"unknown key(s) {unknown}; allowed: {allowed}")
+    check_section(section, given)
     return dict(given)
 
 
@@ -83,8 +90,11 @@ def parse_overrides(pairs: Iterable[str]) -> Dict[str, Any]:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set expects key=value (dotted keys allowed, e.g. ppo.lr=0.001), got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
+            raise ConfigError("--set", f"expects key=value (dotted keys allowed, e.g. ppo.lr=0.001), got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(key.strip(), f"--set value {value!r} is not valid YAML ({getattr(err, 'problem', err)})") from None
     return out
 
 
@@ -99,7 +109,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Optional[Mapping[str, Any
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ValueError(f"override {dotted!r}: {'.'.join(parts[: i + 1])!r} is not a mapping (it is {child!r})")
+                raise ConfigError(".".join(parts[: i + 1]), f"override {dotted!r} needs a mapping here, got {child!r}")
             node = child
         node[parts[-1]] = value
     return raw
@@ -182,81 +192,195 @@ def _storage(path: Optional[str]) -> str:
 
 
 def validate_spec(raw: Mapping[str, Any]) -> dict:
-    """Checks a raw experiment dict and fills defaults; raises naming the offending key."""
+    """Checks a raw experiment dict and fills defaults; raises :class:`ConfigError` naming the key."""
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
     from ray.rllib.algorithms.ppo import PPOConfig
 
     if not isinstance(raw, Mapping):
-        raise TypeError(f"an experiment config must be a mapping of keys {sorted(TOP_LEVEL_KEYS)}, got {type(raw).__name__}")
+        raise ConfigError("", f"an experiment config must be a mapping of keys {sorted(TOP_LEVEL_KEYS)}, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        raise ConfigError(unknown[0], f"unknown config key(s) {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
-        raise ValueError(f"missing config key(s) {missing}: {', '.join(f'{k} ({TOP_LEVEL_KEYS[k]})' for k in missing)}")
+        raise ConfigError(missing[0], f"missing config key(s) {missing}: {', '.join(f'{k} ({TOP_LEVEL_KEYS[k]})' for k in missing)}")
     spec = copy.deepcopy(dict(raw))
     if spec["env"] not in ENV_VALIDATORS:
-        raise ValueError(f"config key 'env' must be one of {sorted(ENV_VALIDATORS)}, got {spec['env']!r}")
-    spec["env_config"] = ENV_VALIDATORS[spec["env"]](spec.get("env_config") or {})
+        raise ConfigError("env", f"must be one of {sorted(ENV_VALIDATORS)}, got {spec['env']!r}")
+    with reraise_under("env_config"):
+        spec["env_config"] = ENV_VALIDATORS[spec["env"]](spec.get("env_config") or {})
     if spec["strategy"] not in STRATEGIES:
-        raise ValueError(f"config key 'strategy' must be one of {list(STRATEGIES)}, got {spec['strategy']!r}")
+        raise ConfigError("strategy", f"must be one of {list(STRATEGIES)}, got {spec['strategy']!r}")
     if spec["module"] not in MODULE_KINDS:
-        raise ValueError(f"config key 'module' must be one of {list(MODULE_KINDS)}, got {spec['module']!r}")
+        raise ConfigError("module", f"must be one of {list(MODULE_KINDS)}, got {spec['module']!r}")
     if spec.get("averaging") is not None and spec["strategy"] != "averaged":
-        raise ValueError(f"config key 'averaging' is only used with strategy: averaged (got strategy: {spec['strategy']!r})")
+        raise ConfigError("averaging", f"is only used with strategy: averaged, got strategy: {spec['strategy']!r}")
     spec["ppo"] = _check_kwargs("ppo", spec.get("ppo"), PPOConfig.training, AlgorithmConfig.training)
     spec["env_runners"] = _check_kwargs("env_runners", spec.get("env_runners"), AlgorithmConfig.env_runners)
     spec["learners"] = _check_kwargs("learners", spec.get("learners"), AlgorithmConfig.learners)
+    spec["fault_tolerance"] = _check_kwargs("fault_tolerance", spec.get("fault_tolerance"), AlgorithmConfig.fault_tolerance)
     stop = spec.get("stop", {"training_iteration": 10})
     if not isinstance(stop, Mapping) or not stop:
-        raise TypeError(f"config key 'stop' must be a non-empty mapping like {{training_iteration: 10}}, got {stop!r}")
+        raise ConfigError("stop", f"must be a non-empty mapping of metric: value, e.g. {{training_iteration: 10}}, got {stop!r}")
     spec["stop"] = dict(stop)
     checkpoint = spec.get("checkpoint") or {}
-    bad = sorted(set(checkpoint) - set(CHECKPOINT_KEYS)) if isinstance(checkpoint, Mapping) else [checkpoint]
+    if not isinstance(checkpoint, Mapping):
+        raise ConfigError("checkpoint", f"must be a mapping with keys {list(CHECKPOINT_KEYS)}, got {checkpoint!r}")
+    bad = sorted(set(checkpoint) - set(CHECKPOINT_KEYS))
     if bad:
-        raise ValueError(f"unknown checkpoint key(s) {bad}; allowed: {list(CHECKPOINT_KEYS)}")
+        raise ConfigError("checkpoint", f"unknown key(s) {bad}; allowed: {list(CHECKPOINT_KEYS)}")
+    frequency = checkpoint.get("frequency", 0)
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 0:
+        raise ConfigError("checkpoint.frequency", f"must be an int >= 0 (training iterations; 0: none), got {frequency!r}")
+    if not isinstance(checkpoint.get("at_end", True), bool):
+        raise ConfigError("checkpoint.at_end", f"must be true or false, got {checkpoint['at_end']!r}")
     spec["checkpoint"] = dict(checkpoint)
     seed = spec.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"config key 'seed' must be an int, got {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError("seed", f"must be an int >= 0, got {seed!r}")
+    for key in ("name", "description"):
+        if key in spec and not isinstance(spec[key], str):
+            raise ConfigError(key, f"must be a string, got {spec[key]!r}")
     spec.setdefault("name", f"{spec['module']}-{spec['strategy']}")
     return spec
 
 
+def _sections(spec: Mapping[str, Any]) -> dict:
+    """The keys each RLlib section of ``spec`` may hold (for translating RLlib's errors)."""
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    return {
+        "ppo": _signature_keys(PPOConfig.training, AlgorithmConfig.training),
+        "env_runners": _signature_keys(AlgorithmConfig.env_runners),
+        "learners": _signature_keys(AlgorithmConfig.learners),
+        "fault_tolerance": _signature_keys(AlgorithmConfig.fault_tolerance),
+    }
+
+
+def _build_modules_locally(config) -> dict:
+    """Every module built on the driver (milliseconds): an encoder or RLlib catalog that cannot take
+    its observation fails here, naming the module, instead of inside an env runner."""
+    import numpy as np
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    spec = config.rl_module_spec
+    built = {}
+    for module_id, module_spec in spec.rl_module_specs.items():
+        try:
+            module = built[module_id] = module_spec.build()
+            # One forward on a sampled observation: shapes that only clash in forward (a CNN
+            # larger than the frame) clash here.
+            obs = torch.as_tensor(np.stack([module_spec.observation_space.sample()]))
+            with torch.no_grad():
+                module.forward_exploration({Columns.OBS: obs})
+        except ConfigError as err:
+            raise err.under("model_config") from None
+        except Exception as err:  # RLlib's catalog (classical modules), torch shape errors
+            raise ConfigError(
+                "model_config",
+                f"module {module_id!r} cannot be built for observation space {module_spec.observation_space} "
+                f"and action space {module_spec.action_space}: {type(err).__name__}: {err}",
+            ) from None
+    return built
+
+
 def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, Any]] = None) -> Experiment:
-    """Validates ``raw`` (+ dotted ``overrides``) and builds the ``PPOConfig``; starts no Ray workers."""
+    """Validates ``raw`` (+ dotted ``overrides``) and builds the ``PPOConfig``; starts no Ray workers.
+
+    Every problem is a :class:`~rllib_quantum.errors.ConfigError` naming the key: our keys, RLlib's
+    own settings (checked by :mod:`rllib_quantum.settings` and by RLlib's ``validate()``), the stop
+    criteria, and modules that cannot be built for their spaces (built here, on the driver).
+    """
     from ray.rllib.algorithms.ppo import PPOConfig
 
     spec = validate_spec(apply_overrides(raw, overrides))
     register_envs()
     plan = plan_strategy(spec["strategy"], spec["env"], env_spaces(spec["env"], spec["env_config"])[2])
-    obs_spaces, act_spaces, _ = env_spaces(plan.env, spec["env_config"])
-    modules = multi_module_spec(plan, spec["module"], spec.get("model_config"), obs_spaces, act_spaces)
+    obs_spaces, act_spaces, agents = env_spaces(plan.env, spec["env_config"])
+    try:
+        modules = multi_module_spec(plan, spec["module"], spec.get("model_config"), obs_spaces, act_spaces, seed=spec.get("seed"))
+    except ConfigError as err:  # the modules' keys live under model_config; strategy errors keep theirs
+        raise (err if err.key.split(".")[0] in ("strategy", "module") else err.under("model_config")) from None
+    levels = reference_returns(plan.env, spec["env_config"])
+    spec["stop"] = check_stop(
+        spec["stop"], agents, plan.module_ids,
+        ceiling_per_agent=levels.get("scripted tracker (ceiling)"),
+        max_episode_len=spec["env_config"].get("max_cycles"),
+    )
 
     config = (
         PPOConfig()
         .framework("torch")
         .environment(plan.env, env_config=spec["env_config"])
-        .multi_agent(policies=set(plan.module_ids), policy_mapping_fn=plan.policy_mapping_fn)
+        # A list, not a set: RLlib builds (and seeds, samples, shuffles) modules in this order, and a
+        # set's order of strings changes from process to process (hash randomisation).
+        .multi_agent(policies=list(plan.module_ids), policy_mapping_fn=plan.policy_mapping_fn)
         .rl_module(rl_module_spec=modules)
-        .env_runners(**spec["env_runners"])
-        .learners(**spec["learners"])
-        .training(**spec["ppo"])
     )
+    sections = _sections(spec)
+    for section, method in (("env_runners", config.env_runners), ("learners", config.learners),
+                            ("ppo", config.training), ("fault_tolerance", config.fault_tolerance)):
+        try:
+            method(**spec[section])
+        except (ValueError, TypeError) as err:
+            raise translate_rllib_error(err, {section: sections[section]}) from None
     if spec["module"] == "quantum":  # per-group learning rates + circuit diagnostics; RLlib's PPO otherwise
         from rllib_quantum.learners import QuantumPPOTorchLearner
 
         config.learners(learner_class=QuantumPPOTorchLearner)
+    safety.install(config)  # a nan/inf or env error met by a remote env runner stops the run (rllib_quantum.safety)
     if spec.get("seed") is not None:
         config.debugging(seed=spec["seed"])
+    try:
+        config.validate()
+    except (ValueError, TypeError) as err:
+        raise translate_rllib_error(err, sections) from None
+    built = _build_modules_locally(config)
     if plan.averaging:
         from rllib_quantum.callbacks import averaging_callback
 
-        callback = averaging_callback(**(spec.get("averaging") or {}))
-        # Module ids, parameter choice and shapes, checked on locally built modules (milliseconds).
-        callback.check_modules(plan.module_ids, config.rl_module_spec.build())
+        with reraise_under("averaging"):
+            callback = averaging_callback(**(spec.get("averaging") or {}))
+            # Module ids, parameter choice and shapes, checked on the locally built modules.
+            callback.check_modules(plan.module_ids, built)
         config.callbacks(callback)
     return Experiment(spec["name"], spec, config, spec["stop"], plan, spec["checkpoint"])
+
+
+def read_yaml(path: Union[str, Path], what: str = "experiment config") -> dict:
+    """Reads one YAML mapping with safe loading; any problem is a :class:`ConfigError` naming the
+    file (and the line and column for syntax errors and rejected tags such as ``!!python/...``).
+
+    Example:
+        >>> import tempfile, os
+        >>> bad = os.path.join(tempfile.mkdtemp(), "bad.yaml")
+        >>> _ = open(bad, "w").write("env: [unclosed\\n")
+        >>> read_yaml(bad)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        rllib_quantum.errors.ConfigError: .../bad.yaml: line 2, column 1: not valid YAML: ...
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = " ".join(str(err.problem or err.context).split())
+        if isinstance(err, yaml.constructor.ConstructorError):
+            problem += " (safe loading: plain YAML only, no !!python or other tags)"
+        raise ConfigError(where, f"not valid YAML: {problem}", source=str(path)) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError("", f"not valid YAML: {err}", source=str(path)) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"the {what} must be a YAML mapping (key: value lines), got a {type(raw).__name__}", source=str(path))
+    return raw
 
 
 def load_experiment(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] = None) -> Experiment:
@@ -266,18 +390,18 @@ def load_experiment(path: Union[str, Path], overrides: Optional[Mapping[str, Any
         path: a YAML file (see this module's docstring for the keys).
         overrides: ``{"dotted.key": value}``, e.g. ``{"stop.training_iteration": 2}``.
 
+    Raises:
+        ConfigError: naming the file and the key path of the first bad value.
+        FileNotFoundError: no such file.
+
     Example:
         >>> exp = load_experiment("configs/quantum_independent_pong_features.yaml",
         ...                       overrides={"stop.training_iteration": 2})
         >>> exp.plan.module_ids
         ['paddle_0', 'paddle_1']
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"experiment config {str(path)!r} does not exist")
-    with open(path) as f:
-        raw = yaml.safe_load(f)
+    raw = read_yaml(path)
     try:
-        return build_experiment(raw or {}, overrides)
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"{path}: {err}") from None
+        return build_experiment(raw, overrides)
+    except ConfigError as err:
+        raise err.in_file(str(path)) from None

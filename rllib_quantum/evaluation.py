@@ -25,7 +25,7 @@ import dataclasses
 import math
 import statistics
 from pathlib import Path
-from typing import Dict, List, Mapping, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -87,23 +87,73 @@ def learner_modules(experiment, algo):
     return modules
 
 
-def evaluate_modules(experiment, modules: Mapping, episodes: int = 20, greedy: bool = True, seeds=None) -> EvaluationReport:
+@dataclasses.dataclass(frozen=True)
+class EvaluationSetup:
+    """What evaluation episodes need: the env (registered name and config), the agent -> module
+    mapping and the experiment's seed (for the evaluation seeds).
+
+    Built from an :class:`~rllib_quantum.config.Experiment` (:meth:`of`) or read back from an
+    RLlib algorithm checkpoint (:meth:`from_checkpoint`), so a checkpoint alone is enough.
+    """
+
+    env: str
+    env_config: Mapping[str, Any]
+    policy_mapping_fn: Callable
+    seed: Optional[int] = None
+
+    @classmethod
+    def of(cls, experiment) -> "EvaluationSetup":
+        """The setup of an :class:`~rllib_quantum.config.Experiment` (or an EvaluationSetup)."""
+        if isinstance(experiment, cls):
+            return experiment
+        return cls(experiment.plan.env, experiment.spec["env_config"], experiment.plan.policy_mapping_fn,
+                   experiment.spec.get("seed"))
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Union[str, Path]) -> "EvaluationSetup":
+        """Reads env, env config, mapping and seed from the algorithm config an RLlib checkpoint
+        stores (``class_and_ctor_args.pkl``)."""
+        import pickle
+
+        path = Path(checkpoint) / "class_and_ctor_args.pkl"
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(checkpoint)!r} is not an RLlib algorithm checkpoint (no {path.name})")
+        with open(path, "rb") as f:
+            args, kwargs = pickle.load(f)["ctor_args_and_kwargs"]
+        config = args[0] if args else kwargs["config"]
+        if not isinstance(config, dict):
+            config = config.to_dict()
+        return cls(config["env"], dict(config.get("env_config") or {}), config["policy_mapping_fn"], config.get("seed"))
+
+
+def evaluate_modules(
+    experiment, modules: Mapping, episodes: int = 20, greedy: bool = True, seeds=None, frames: Optional[list] = None
+) -> EvaluationReport:
     """Plays ``episodes`` fresh episodes of ``experiment``'s env with ``modules``.
 
     Args:
-        experiment: an :class:`~rllib_quantum.config.Experiment` (env, env config, agent mapping).
+        experiment: an :class:`~rllib_quantum.config.Experiment` or :class:`EvaluationSetup`.
         modules: module id -> RLModule (a ``MultiRLModule`` works).
         episodes: how many episodes (>= 1).
         greedy: deterministic actions (argmax) if true, else sampled from the action distribution.
         seeds: env seeds, one per episode; default :func:`eval_seeds` for the experiment's seed.
+        frames: if a list, every step's RGB frame is appended to it (see :mod:`rllib_quantum.video`).
     """
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
     from rllib_quantum.envs import ENV_CREATORS
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    seeds = list(seeds) if seeds is not None else eval_seeds(episodes, experiment.spec.get("seed"))
-    env = ENV_CREATORS[experiment.plan.env](experiment.spec["env_config"])
-    mapping = experiment.plan.policy_mapping_fn
+    setup = EvaluationSetup.of(experiment)
+    seeds = list(seeds) if seeds is not None else eval_seeds(episodes, setup.seed)
+    if setup.env in ENV_CREATORS:
+        env = ENV_CREATORS[setup.env](setup.env_config)
+    else:  # any env registered with Tune in this process
+        env = _global_registry.get(ENV_CREATOR, setup.env)(setup.env_config)
+    if frames is not None:
+        from rllib_quantum.video import render_frame
+    mapping = setup.policy_mapping_fn
     returns: Dict[str, List[float]] = {}
     lengths = []
     try:
@@ -112,6 +162,8 @@ def evaluate_modules(experiment, modules: Mapping, episodes: int = 20, greedy: b
             totals: Dict[str, float] = {}
             steps, done = 0, False
             while not done:
+                if frames is not None:
+                    frames.append(render_frame(env))
                 actions = _act(obs, modules, mapping, greedy)
                 obs, rewards, terminateds, truncateds, _ = env.step(actions)
                 for agent, reward in rewards.items():

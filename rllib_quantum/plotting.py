@@ -49,8 +49,15 @@ def plot_learning_curves(
     RLlib's greedy evaluation returns (``evaluation/...`` columns, present when the experiment
     sets ``evaluation``) are drawn as markers on the same axes.
 
-    Example:
-        >>> plot_learning_curves({"quantum": "results/exp/trial_0"}, "curve.png", smooth=10)  # doctest: +SKIP
+    Example (a trial folder's ``progress.csv``; here a two-row one written to a temp folder):
+        >>> import shutil, tempfile, pandas as pd
+        >>> trial = Path(tempfile.mkdtemp()) / "trial_0"; trial.mkdir()
+        >>> pd.DataFrame({STEPS: [200, 400], AGENT_RETURN_PREFIX + "paddle_0": [40.0, 55.0],
+        ...               AGENT_RETURN_PREFIX + "paddle_1": [40.0, 55.0]}).to_csv(trial / "progress.csv")
+        >>> out = plot_learning_curves({"quantum": trial}, trial / "curve.png", smooth=10, levels={"random play": 28.6})
+        >>> out.name, out.stat().st_size > 0
+        ('curve.png', True)
+        >>> shutil.rmtree(trial.parent)
     """
     import matplotlib
 

@@ -17,7 +17,9 @@ A search file names a base experiment, the dotted keys to search and how, and a 
 Each trial builds the base experiment with its sampled keys as overrides (so every key that
 ``--set`` takes can be searched, circuit keys included) and trains it for up to ``max_iterations``,
 reporting RLlib's full result every iteration. Samples are validated before Ray starts: a search
-that would build a bad experiment fails up front, naming the key.
+that would build a bad experiment fails up front with a :class:`~rllib_quantum.errors.ConfigError`
+naming the file and the key path, e.g. ``search.yaml: search_space.ppo.lr: ...`` or
+``search.yaml: scheduler.type: ...``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import yaml
 
 from rllib_quantum.config import _storage, build_experiment
+from rllib_quantum.errors import ConfigError
 
 SEARCH_KEYS = (
     "base", "metric", "mode", "num_samples", "max_iterations", "overrides", "scheduler", "search_space", "name",
@@ -39,20 +42,26 @@ SEARCH_KEYS = (
 GREEDY_EVAL_PREFIX = "greedy_evaluation"
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
 SCHEDULERS = ("fifo", "asha")
+# Options each scheduler type takes from the file (time_attr, max_t, metric and mode are set by the
+# search itself); ASHA's are keyword arguments of ray.tune.schedulers.ASHAScheduler.
+SCHEDULER_OPTIONS = {"fifo": (), "asha": ("grace_period", "reduction_factor", "brackets", "stop_last_trials")}
 
 
 def _distribution(key: str, spec: Any):
     from ray import tune
 
     if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-        raise ValueError(f"search_space[{key!r}] must be one of {{{', '.join(d + ': ...' for d in DISTRIBUTIONS)}}}, got {spec!r}")
+        raise ConfigError(
+            f"search_space.{key}", f"must be one of {{{', '.join(d + ': ...' for d in DISTRIBUTIONS)}}}, got {spec!r}"
+        )
     kind, args = next(iter(spec.items()))
     if kind in ("choice", "grid"):
         if not isinstance(args, list) or not args:
-            raise ValueError(f"search_space[{key!r}].{kind} must be a non-empty list, got {args!r}")
+            raise ConfigError(f"search_space.{key}.{kind}", f"must be a non-empty list, got {args!r}")
         return tune.choice(args) if kind == "choice" else tune.grid_search(args)
-    if not (isinstance(args, list) and len(args) == 2 and all(isinstance(a, (int, float)) for a in args) and args[0] < args[1]):
-        raise ValueError(f"search_space[{key!r}].{kind} must be [low, high] with low < high, got {args!r}")
+    numbers = all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args) if isinstance(args, list) else False
+    if not (numbers and len(args) == 2 and args[0] < args[1]):
+        raise ConfigError(f"search_space.{key}.{kind}", f"must be [low, high] with low < high, got {args!r}")
     return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*args)
 
 
@@ -153,48 +162,33 @@ def load_search(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] =
     Args:
         path: the search YAML; its ``base`` path is relative to the current folder or to the file.
         overrides: dotted keys fixed for every trial, on top of the file's ``overrides``.
+
+    Raises:
+        ConfigError: a bad entry of the file (``source`` is the file), keyed like
+            ``search_space.ppo.lr`` (a bad distribution, or a searched value the experiment
+            refuses), ``scheduler.type``, ``metric``, ``num_samples``; ``""`` for unknown keys.
+        FileNotFoundError: the file or its ``base`` experiment does not exist.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"search file {str(path)!r} does not exist")
     raw = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(raw) - set(SEARCH_KEYS))
-    if unknown:
-        raise ValueError(f"{path}: unknown search key(s) {unknown}; allowed: {list(SEARCH_KEYS)}")
-    for key in ("base", "metric", "search_space"):
-        if key not in raw:
-            raise ValueError(f"{path}: missing search key {key!r}")
-    base_path = Path(raw["base"])
-    if not base_path.is_file():
-        base_path = path.parent / raw["base"]
-    if not base_path.is_file():
-        raise FileNotFoundError(f"{path}: base experiment {raw['base']!r} does not exist")
+    try:
+        base_path = _check_search_file(raw, path)
+    except ConfigError as err:
+        raise err.in_file(str(path)) from None
     base = yaml.safe_load(base_path.read_text())
     fixed = {**(raw.get("overrides") or {}), **(overrides or {})}
     space = raw["search_space"]
-    if not isinstance(space, Mapping) or not space:
-        raise ValueError(f"{path}: search_space must be a non-empty mapping of dotted keys")
-    if raw.get("mode", "max") not in ("max", "min"):
-        raise ValueError(f"{path}: mode must be 'max' or 'min', got {raw['mode']!r}")
-    scheduler = dict(raw.get("scheduler") or {"type": "fifo"})
-    if scheduler.get("type", "fifo") not in SCHEDULERS:
-        raise ValueError(f"{path}: scheduler.type must be one of {list(SCHEDULERS)}, got {scheduler.get('type')!r}")
-    counts = {"num_samples": raw.get("num_samples", 4), "max_iterations": raw.get("max_iterations", 10)}
-    episodes = raw.get("evaluation_episodes", 0)
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 0:
-        raise ValueError(f"{path}: evaluation_episodes must be an int >= 0, got {episodes!r}")
-    for key, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{path}: {key} must be an int >= 1, got {value!r}")
     # Validate every searched key at the ends of its range before any trial starts.
     build_experiment(base, fixed)
     for key, spec in space.items():
-        _distribution(key, spec)
         for value in _candidates(spec):
             try:
                 build_experiment(base, {**fixed, key: value})
             except (ValueError, TypeError) as err:
-                raise type(err)(f"{path}: search_space[{key!r}] value {value!r}: {err}") from None
+                reason = err.problem if isinstance(err, ConfigError) and err.key == key else str(err)
+                raise ConfigError(f"search_space.{key}", f"value {value!r}: {reason}", str(path)) from None
     return Search(
         name=raw.get("name", f"search-{path.stem}"),
         base=base,
@@ -202,11 +196,75 @@ def load_search(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] =
         search_space=copy.deepcopy(dict(space)),
         metric=raw["metric"],
         mode=raw.get("mode", "max"),
-        num_samples=counts["num_samples"],
-        max_iterations=counts["max_iterations"],
-        scheduler=scheduler,
-        evaluation_episodes=episodes,
+        num_samples=raw.get("num_samples", 4),
+        max_iterations=raw.get("max_iterations", 10),
+        scheduler=dict(raw.get("scheduler") or {"type": "fifo"}),
+        evaluation_episodes=raw.get("evaluation_episodes", 0),
     )
+
+
+def _int_at_least(key: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(key, f"must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
+
+
+def _check_scheduler(scheduler: Any) -> None:
+    if not isinstance(scheduler, Mapping):
+        raise ConfigError("scheduler", f"must be a mapping like {{type: asha, grace_period: 5}}, got {scheduler!r}")
+    kind = scheduler.get("type", "fifo")
+    if kind not in SCHEDULERS:
+        raise ConfigError("scheduler.type", f"must be one of {list(SCHEDULERS)}, got {kind!r}")
+    allowed = ["type", *SCHEDULER_OPTIONS[kind]]
+    unknown = sorted(str(k) for k in set(scheduler) - set(allowed))
+    if unknown:
+        raise ConfigError("scheduler", f"unknown key(s) {unknown}; allowed (type: {kind}): {allowed}")
+    for key in ("grace_period", "brackets"):
+        if key in scheduler:
+            _int_at_least(f"scheduler.{key}", scheduler[key], 1)
+    factor = scheduler.get("reduction_factor", 2)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+        raise ConfigError("scheduler.reduction_factor", f"must be a number > 1, got {factor!r}")
+    if not isinstance(scheduler.get("stop_last_trials", True), bool):
+        raise ConfigError("scheduler.stop_last_trials", f"must be true or false, got {scheduler['stop_last_trials']!r}")
+
+
+def _check_search_file(raw: Any, path: Path) -> Path:
+    """Checks the search file's own keys (ConfigError, key paths relative to the file); returns the
+    base experiment's path."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("", f"must be a mapping of search keys {list(SEARCH_KEYS)}, got {type(raw).__name__}")
+    unknown = sorted(str(k) for k in set(raw) - set(SEARCH_KEYS))
+    if unknown:
+        raise ConfigError("", f"unknown key(s) {unknown}; allowed: {list(SEARCH_KEYS)}")
+    for key in ("base", "metric", "search_space"):
+        if key not in raw:
+            raise ConfigError(key, "is required (a search file needs 'base', 'metric' and 'search_space')")
+    if not isinstance(raw["base"], str) or not raw["base"]:
+        raise ConfigError("base", f"must be the path of an experiment YAML, got {raw['base']!r}")
+    base_path = Path(raw["base"])
+    if not base_path.is_file():
+        base_path = path.parent / raw["base"]
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{path}: base experiment {raw['base']!r} does not exist")
+    metric = raw["metric"]
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError("metric", f"must be a '/'-path into RLlib's result (e.g. env_runners/episode_return_mean), got {metric!r}")
+    if raw.get("mode", "max") not in ("max", "min"):
+        raise ConfigError("mode", f"must be one of ['max', 'min'], got {raw['mode']!r}")
+    if "name" in raw and (not isinstance(raw["name"], str) or not raw["name"]):
+        raise ConfigError("name", f"must be a non-empty str, got {raw['name']!r}")
+    if not isinstance(raw.get("overrides") or {}, Mapping):
+        raise ConfigError("overrides", f"must be a mapping of dotted keys to values, got {raw['overrides']!r}")
+    space = raw["search_space"]
+    if not isinstance(space, Mapping) or not space:
+        raise ConfigError("search_space", f"must be a non-empty mapping of dotted keys, got {space!r}")
+    for key, spec in space.items():
+        _distribution(str(key), spec)
+    _check_scheduler(raw.get("scheduler") or {"type": "fifo"})
+    _int_at_least("evaluation_episodes", raw.get("evaluation_episodes", 0), 0)
+    for key, default in (("num_samples", 4), ("max_iterations", 10)):
+        _int_at_least(key, raw.get(key, default), 1)
+    return base_path
 
 
 __all__ = ["Search", "load_search"]

@@ -24,7 +24,9 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_quantum.envs import COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT
+from rllib_quantum.errors import ConfigError
 from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
+from rllib_quantum.modules.quantum_ppo_rlm import MODULE_ID_KEY, SEED_KEY
 
 STRATEGIES = ("independent", "shared", "joint", "averaged")
 MODULE_KINDS = ("quantum", "classical")
@@ -73,27 +75,36 @@ def plan_strategy(strategy: str, env: str, agent_ids: List[str]) -> StrategyPlan
         (['shared'], 'shared')
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"config key 'strategy' must be one of {list(STRATEGIES)}, got {strategy!r}")
+        raise ConfigError("strategy", f"must be one of {list(STRATEGIES)}, got {strategy!r}")
     agent_ids = [str(a) for a in agent_ids]
     if strategy in ("independent", "averaged"):
         return StrategyPlan(strategy, env, agent_ids, agent_to_own_module, {a: [a] for a in agent_ids})
     if strategy == "shared":
         return StrategyPlan(strategy, env, [SHARED_MODULE_ID], agent_to_shared_module, {SHARED_MODULE_ID: agent_ids})
     if env not in JOINT_ENVS:
-        raise ValueError(
-            f"strategy 'joint' needs a joint-agent variant of env {env!r}; available for: {sorted(JOINT_ENVS)} "
-            "(wrap your env in rllib_quantum.envs.JointAgentEnv and use strategy 'independent' on it)"
+        raise ConfigError(
+            "strategy",
+            f"'joint' needs a joint-agent variant of env {env!r}; available for: {sorted(JOINT_ENVS)} "
+            "(wrap your env in rllib_quantum.envs.JointAgentEnv and use strategy 'independent' on it)",
         )
     return StrategyPlan(strategy, JOINT_ENVS[env], [JOINT_AGENT_ID], agent_to_joint_module, {JOINT_AGENT_ID: agent_ids})
 
 
 def validate_classical_model_config(model_config: Optional[Mapping[str, Any]]) -> dict:
-    """Checks keys against RLlib's ``DefaultModelConfig`` (the classical modules' options)."""
-    model_config = dict(model_config or {})
+    """Checks keys against RLlib's ``DefaultModelConfig`` (the classical modules' options).
+
+    Raises ``ConfigError`` keyed ``""`` (the ``model_config`` itself: not a mapping, or unknown
+    keys); the experiment loader reports it under ``model_config``.
+    """
+    if model_config is None:
+        model_config = {}
+    if not isinstance(model_config, Mapping):
+        raise ConfigError("", f"must be a mapping of RLlib DefaultModelConfig keys, got {model_config!r}")
+    model_config = dict(model_config)
     allowed = sorted(f.name for f in dataclasses.fields(DefaultModelConfig))
-    unknown = sorted(set(model_config) - set(allowed))
+    unknown = sorted(str(k) for k in set(model_config) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown model_config key(s) {unknown} for module: classical; allowed (RLlib DefaultModelConfig): {allowed}")
+        raise ConfigError("", f"unknown key(s) {unknown}; allowed (module: classical, RLlib DefaultModelConfig): {allowed}")
     return model_config
 
 
@@ -102,10 +113,24 @@ def module_spec(
     model_config: Optional[Mapping[str, Any]] = None,
     observation_space: Optional[gym.Space] = None,
     action_space: Optional[gym.Space] = None,
+    module_id: Optional[str] = None,
+    seed: Optional[int] = None,
 ) -> RLModuleSpec:
-    """An ``RLModuleSpec`` for a quantum or classical PPO module (validated now, not on a worker)."""
+    """An ``RLModuleSpec`` for a quantum or classical PPO module (validated now, not on a worker).
+
+    Quantum modules also get ``module_id`` (named in their numerical-safety errors) and ``seed``
+    (their parameter init draws from a generator seeded by seed and module id, so every process
+    and every build order gives the same initial weights) in their ``model_config``.
+
+    Raises ``ConfigError`` keyed ``module``, or by the path inside ``model_config`` (see
+    ``validate_model_config``).
+    """
     if kind == "quantum":
         cfg = validate_model_config(model_config, observation_space, action_space)
+        if module_id is not None:
+            cfg[MODULE_ID_KEY] = str(module_id)
+        if seed is not None:
+            cfg[SEED_KEY] = int(seed)
         return RLModuleSpec(
             module_class=QuantumPPORLModule,
             observation_space=observation_space,
@@ -118,7 +143,7 @@ def module_spec(
             action_space=action_space,
             model_config=validate_classical_model_config(model_config),
         )
-    raise ValueError(f"config key 'module' must be one of {list(MODULE_KINDS)}, got {kind!r}")
+    raise ConfigError("module", f"must be one of {list(MODULE_KINDS)}, got {kind!r}")
 
 
 def multi_module_spec(
@@ -127,10 +152,12 @@ def multi_module_spec(
     model_config: Optional[Mapping[str, Any]],
     observation_spaces: Mapping[str, gym.Space],
     action_spaces: Mapping[str, gym.Space],
+    seed: Optional[int] = None,
 ) -> MultiRLModuleSpec:
     """One ``RLModuleSpec`` per module of ``plan``, each with the spaces of the agents it serves.
 
-    Agents that share a module must have the same spaces (checked here).
+    Agents that share a module must have the same spaces (checked here). ``seed``: the experiment
+    seed, for the quantum modules' parameter init (see :func:`module_spec`).
     """
     specs = {}
     for module_id, agents in plan.agents_of_module.items():
@@ -140,9 +167,10 @@ def multi_module_spec(
             obs_space, act_space = observation_spaces[agents[0]], action_spaces[agents[0]]
             for other in agents[1:]:
                 if observation_spaces[other] != obs_space or action_spaces[other] != act_space:
-                    raise ValueError(
-                        f"strategy {plan.strategy!r}: agents {agents[0]!r} and {other!r} share module {module_id!r} "
-                        "but have different observation or action spaces"
+                    raise ConfigError(
+                        "strategy",
+                        f"{plan.strategy!r}: agents {agents[0]!r} and {other!r} share module {module_id!r} "
+                        "but have different observation or action spaces",
                     )
-        specs[module_id] = module_spec(kind, model_config, obs_space, act_space)
+        specs[module_id] = module_spec(kind, model_config, obs_space, act_space, module_id=module_id, seed=seed)
     return MultiRLModuleSpec(rl_module_specs=specs)

@@ -22,7 +22,10 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule, MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from rllib_quantum import safety
+from rllib_quantum.errors import ConfigError
 from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
+from rllib_quantum.modules.quantum_ppo_rlm import MODULE_ID_KEY, SEED_KEY
 
 
 def _known_module_ids(config) -> List[str]:
@@ -35,15 +38,24 @@ def _known_module_ids(config) -> List[str]:
     return [DEFAULT_MODULE_ID]
 
 
-def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config) -> RLModuleSpec:
+def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config, module_id: str) -> RLModuleSpec:
     obs = old.observation_space if old is not None else None
     act = old.action_space if old is not None else None
     if not config.is_multi_agent:  # single agent: spaces may sit on the config itself
         obs = obs or config.observation_space
         act = act or config.action_space
-    # Keys are checked now; with known spaces also the encoder/action-space fit. Spaces left
-    # None are inferred by RLlib from the env when the algorithm is built.
-    cfg = validate_model_config(model_config, obs, act)
+    # Keys are checked now; with known spaces also the encoder/action-space fit (errors name the
+    # module: model_config['paddle_0'].readout). Spaces left None are inferred by RLlib from the
+    # env when the algorithm is built.
+    try:
+        cfg = validate_model_config(model_config, obs, act, prefix=f"model_config[{module_id!r}]")
+    except ConfigError as err:
+        if err.key in ("observation_space", "action_space"):  # the module's spaces, not an argument
+            raise ConfigError(f"modules[{module_id!r}].{err.key}", err.problem) from None
+        raise
+    cfg[MODULE_ID_KEY] = str(module_id)  # named in the module's numerical-safety errors
+    if config.seed is not None:  # seeded init, independent of build order (set the seed before swapping)
+        cfg[SEED_KEY] = int(config.seed)
     return RLModuleSpec(
         module_class=QuantumPPORLModule,
         observation_space=obs,
@@ -72,9 +84,12 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
         A new ``PPOConfig``.
 
     Raises:
-        TypeError: ``config`` is not a ``PPOConfig`` (only PPO is supported) or is on the old
-            API stack.
-        ValueError: unknown module ids (the message lists the known ones), or bad model_config.
+        ConfigError: keyed by the argument: ``config`` (not a ``PPOConfig``, as only PPO is
+            supported, or on the old API stack), ``modules`` (unknown module ids; the message
+            lists the known ones), ``model_config.<key>`` (a bad keyword, e.g.
+            ``model_config.circuit.n_qubits``), ``model_config['<module id>'].<key>`` (a keyword
+            that does not fit that module's spaces, e.g. ``model_config['paddle_0'].readout``) or
+            ``modules['<module id>'].action_space`` (a space no quantum module takes).
 
     Example:
         >>> from ray.rllib.algorithms.ppo import PPOConfig
@@ -84,29 +99,34 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
         (0.01, 'QuantumPPORLModule')
     """
     if not isinstance(config, PPOConfig):
-        raise TypeError(
-            f"with_quantum_policies supports PPO only (QuantumPPORLModule is a PPO actor-critic); "
-            f"got {type(config).__name__}"
+        raise ConfigError(
+            "config",
+            f"must be a PPOConfig (with_quantum_policies supports PPO only: QuantumPPORLModule is a PPO "
+            f"actor-critic), got {type(config).__name__}",
         )
     if not config.enable_rl_module_and_learner:
-        raise TypeError("with_quantum_policies needs RLlib's new API stack (RLModules); this config uses the old stack")
+        raise ConfigError("config", "must be on RLlib's new API stack (RLModules); this config uses the old stack")
     known = _known_module_ids(config)
+    if modules is not None and not hasattr(modules, "__iter__"):
+        raise ConfigError("modules", f"must be None (all modules) or a list of module ids, got {modules!r}")
     wanted = known if modules is None else [str(m) for m in ([modules] if isinstance(modules, str) else modules)]
     unknown = [m for m in wanted if m not in known]
     if unknown:
-        raise ValueError(f"with_quantum_policies: unknown module id(s) {unknown}; known modules: {sorted(known)}")
+        raise ConfigError("modules", f"unknown module id(s) {unknown}; known modules: {sorted(known)}")
     if not wanted:
-        raise ValueError(f"with_quantum_policies: 'modules' is empty; known modules: {sorted(known)}")
+        raise ConfigError("modules", f"must not be empty; known modules: {sorted(known)}")
+    validate_model_config(model_config, prefix="model_config")  # the space-free checks once, keyed model_config.<key>
 
     new = config.copy(copy_frozen=False)
     if new._learner_class is None:  # PPO's own torch learner: add per-group lrs and circuit diagnostics
         from rllib_quantum.learners import QuantumPPOTorchLearner
 
         new.learners(learner_class=QuantumPPOTorchLearner)
+    safety.install(new)  # a nan/inf met by a remote env runner stops the run (see rllib_quantum.safety)
     old_spec = new._rl_module_spec
     if not new.is_multi_agent:
         single = old_spec if isinstance(old_spec, RLModuleSpec) else None
-        return new.rl_module(rl_module_spec=_quantum_spec(single, model_config, new))
+        return new.rl_module(rl_module_spec=_quantum_spec(single, model_config, new, DEFAULT_MODULE_ID))
 
     if isinstance(old_spec, MultiRLModuleSpec):
         specs = dict(old_spec.rl_module_specs)
@@ -115,7 +135,7 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
     else:
         specs = {}
     for mid in wanted:
-        specs[mid] = _quantum_spec(specs.get(mid), model_config, new)
+        specs[mid] = _quantum_spec(specs.get(mid), model_config, new, mid)
     multi = MultiRLModuleSpec(
         multi_rl_module_class=old_spec.multi_rl_module_class if isinstance(old_spec, MultiRLModuleSpec) else MultiRLModule,
         rl_module_specs=specs,

@@ -1,11 +1,15 @@
 """ParameterAveragingCallback on real Ray: values equal on learners and every env runner."""
 
+import pickle
+import re
+
 import numpy as np
 import pytest
 
 from rllib_quantum.callbacks import ParameterAveragingCallback, averaging_callback, validate_averaging_options
 from rllib_quantum.callbacks.selection import round_weights, weighted_mean
 from rllib_quantum.config import load_experiment
+from rllib_quantum.errors import ConfigError
 
 from _tiny import tiny
 
@@ -116,39 +120,54 @@ def test_agent_steps_weighting_and_mean():
 
 
 @pytest.mark.parametrize(
-    "options,match",
+    "options,key,match",
     [
-        ({"evry": 2}, r"unknown averaging option\(s\) \['evry'\]"),
-        ({"every": 0}, r"'every' must be an int >= 1, got 0"),
-        ({"weights": "steps"}, r"'weights' must be one of \['uniform', 'agent_steps'\]"),
-        ({"optimizer": "zero"}, r"'optimizer' must be one of \['keep', 'reset'\]"),
-        ({"params": "circuits"}, r"'params' must be one of \['quantum', 'all'\]"),
-        ({"modules": ["paddle_0"]}, r"at least 2 distinct module ids"),
+        ({"evry": 2}, "", r"unknown key\(s\) \['evry'\]; allowed: \['every', 'modules'"),
+        ({"every": 0}, "every", r"must be an int >= 1, got 0 \(int\)"),
+        ({"every": "2"}, "every", r"must be an int >= 1, got '2' \(str\)"),
+        ({"weights": "steps"}, "weights", r"must be one of \['uniform', 'agent_steps'\]"),
+        ({"optimizer": "zero"}, "optimizer", r"must be one of \['keep', 'reset'\]"),
+        ({"params": "circuits"}, "params", r"must be one of \['quantum', 'all'\]"),
+        ({"params": []}, "params", r"must be one of \['quantum', 'all'\] or a non-empty list"),
+        ({"modules": "paddle_0"}, "modules", r"must be None \(all trained modules\) or a list"),
+        ({"modules": ["paddle_0"]}, "modules", r"must list at least 2 distinct module ids"),
     ],
 )
-def test_bad_options_fail_in_the_factory(options, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+def test_bad_options_fail_in_the_factory(options, key, match):
+    """Keys are the option names (the factory's keyword arguments); the experiment loader puts
+    ``averaging.`` in front."""
+    pattern = "^" + (re.escape(key) + ": " if key else "") + match
+    with pytest.raises(ConfigError, match=pattern) as info:
         averaging_callback(**options)
-    with pytest.raises((ValueError, TypeError), match=match):
+    assert info.value.key == key
+    with pytest.raises(ConfigError, match=pattern) as info:
         validate_averaging_options(options)
+    assert info.value.key == key
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert (clone.key, str(clone)) == (key, str(info.value))
 
 
 @pytest.mark.parametrize(
-    "overrides,match",
+    "overrides,key,match",
     [
-        ({"averaging.modules": ["paddle_0", "paddle_7"]}, r"unknown module id\(s\) \['paddle_7'\]; known modules: \['paddle_0', 'paddle_1'\]"),
-        ({"averaging.params": ["actor.*", "encoder.*"]}, r"pattern 'encoder\.\*' matches no .* key of module 'paddle_0'"),
-        ({"averaging.every": -1}, r"'every' must be an int >= 1"),
+        ({"averaging.modules": ["paddle_0", "paddle_7"]}, "averaging.modules",
+         r"unknown module id\(s\) \['paddle_7'\]; known modules: \['paddle_0', 'paddle_1'\]"),
+        ({"averaging.params": ["actor.*", "encoder.*"]}, "averaging.params",
+         r"pattern 'encoder\.\*' matches no .* key of module 'paddle_0'"),
+        ({"averaging.every": -1}, "averaging.every", r"must be an int >= 1"),
+        ({"averaging.evry": 1}, "averaging", r"unknown key\(s\) \['evry'\]"),
     ],
 )
-def test_bad_options_fail_before_ray_starts(overrides, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_options_fail_before_ray_starts(overrides, key, match):
+    with pytest.raises(ConfigError, match=re.escape(f"{CONFIG}: {key}: ") + match) as info:
         load_experiment(CONFIG, overrides)
+    assert info.value.key == key
 
 
 def test_classical_modules_need_params_all():
-    with pytest.raises(ValueError, match=r"module 'paddle_0' has no quantum circuit parameters"):
+    with pytest.raises(ConfigError, match=r"averaging\.params: 'quantum' but module 'paddle_0' has no quantum circuit parameters") as info:
         load_experiment("configs/classical_averaged_pong_features.yaml", {"averaging.params": "quantum"})
+    assert info.value.key == "averaging.params"
 
 
 def test_shape_mismatch_names_param_and_modules():
@@ -164,15 +183,16 @@ def test_shape_mismatch_names_param_and_modules():
                           model_config={"circuit": {"n_qubits": 5, "n_layers": n}})
         for mid, n in (("a", 1), ("b", 2))
     })
-    with pytest.raises(ValueError, match=r"'actor.weights' has shape .* in module 'a' but .* in module 'b'"):
+    with pytest.raises(ConfigError, match=r"^params: parameter 'actor.weights' has shape .* in module 'a' but .* in module 'b'") as info:
         averaging_callback().check_modules(["a", "b"], spec.build())
+    assert info.value.key == "params"
 
 
 def test_unknown_module_fails_at_algorithm_init_outside_config_py(build_algo):
     """A hand-written RLlib config with the callback: the check runs in on_algorithm_init."""
     exp = load_experiment("configs/quantum_independent_pong_features.yaml", tiny("quantum"))
     config = exp.algo_config.copy(copy_frozen=False).callbacks(averaging_callback(modules=["paddle_0", "paddle_9"]))
-    with pytest.raises(Exception, match=r"unknown module id\(s\) \['paddle_9'\]"):
+    with pytest.raises(Exception, match=r"modules: unknown module id\(s\) \['paddle_9'\]"):
         build_algo(config)
 
 
@@ -193,3 +213,31 @@ def test_naive_learner_set_weights_plus_sync_leaves_remote_runners_stale(build_a
     _callback(algo).average(algo, {k: _learner_states(algo)[0]["paddle_0"][k] for k in CIRCUIT})
     remote = [r for r in _runner_states(algo)[1:] if r is not None]
     assert all(np.array_equal(r["paddle_0"]["actor.weights"], marker) for r in remote)
+
+
+def test_callback_options_as_keywords_with_functools_partial_in_a_list(build_algo):
+    """The way RLlib users write callbacks: `functools.partial(Callback, **options)`, in a list with
+    other callbacks; the options reach every copy RLlib builds (algorithm and env runners)."""
+    import functools
+
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    class CountIterations(RLlibCallback):
+        def __init__(self):
+            super().__init__()
+            self.iterations = 0
+
+        def on_train_result(self, *, result, **kwargs):
+            self.iterations += 1
+            result["count_iterations"] = self.iterations
+
+    exp = load_experiment(CONFIG, tiny("quantum", **{"env_runners.num_env_runners": 1, "env_runners.num_cpus_per_env_runner": 0.5}))
+    exp.algo_config.callbacks([functools.partial(ParameterAveragingCallback, every=2, params="quantum"), CountIterations])
+    algo = build_algo(exp.algo_config)
+    first, second = algo.train(), algo.train()
+    assert first["parameter_averaging"]["averaged"] == 0.0 and second["parameter_averaging"]["averaged"] == 1.0
+    assert second["parameter_averaging"]["rounds"] == 1 and second["count_iterations"] == 2
+    assert _callback(algo).options["every"] == 2
+    _assert_synced(algo, 1)
+    with pytest.raises(ConfigError, match=r"every: must be an int >= 1"):
+        ParameterAveragingCallback(every=0)

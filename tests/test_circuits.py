@@ -11,7 +11,8 @@ import pennylane as qml
 import pytest
 import torch
 
-from rllib_quantum.circuits import CircuitSpec, QuantumLayer
+from rllib_quantum.circuits import MAX_QUBITS, CircuitSpec, QuantumLayer
+from rllib_quantum.errors import ConfigError
 
 ENCODING_GATES = {"X": qml.RX, "Y": qml.RY, "Z": qml.RZ}
 
@@ -140,41 +141,80 @@ def test_forward_shapes_and_dtype():
 
 # ---- the spec validates up front, naming what was given and what is allowed ----------------------
 @pytest.mark.parametrize(
-    "config,error,words",
+    "config,key,words",
     [
-        ({"n_qubits": 0}, ValueError, ["'n_qubits'", ">= 1", "0"]),
-        ({"n_layers": 0}, ValueError, ["'n_layers'", ">= 1"]),
-        ({"ansatz": "qaoa"}, ValueError, ["'ansatz'", "qaoa", "strongly_entangling", "hardware_efficient"]),
-        ({"encoding": "amplitude"}, ValueError, ["'encoding'", "amplitude", "angle", "reuploading"]),
-        ({"rotation": "W"}, ValueError, ["'rotation'", "'W'", "'X'"]),
-        ({"device": "no.such.device"}, ValueError, ["'device'", "no.such.device", "default.qubit"]),
-        ({"diff_method": "magic"}, ValueError, ["'diff_method'", "magic", "backprop"]),
-        ({"execution": "gpu"}, ValueError, ["'execution'", "gpu", "auto", "fast"]),
-        ({"n_qubits": "4"}, TypeError, ["'n_qubits'", "'4'", "str"]),
-        ({"n_qubits": 2.0}, TypeError, ["'n_qubits'", "float"]),
-        ({"n_qubits": True}, TypeError, ["'n_qubits'", "bool"]),
-        ({"input_scaling": "yes"}, TypeError, ["'input_scaling'", "'yes'"]),
-        ({"device": 3}, TypeError, ["'device'", "3"]),
-        ({"n_qubits": 2, "n_outputs": 3}, ValueError, ["'n_outputs'", "<= n_qubits", "3"]),
-        ({"shots": 100}, ValueError, ["'shots'", "backprop", "parameter-shift"]),
-        ({"shots": 0, "diff_method": "parameter-shift"}, ValueError, ["'shots'", ">= 1"]),
-        ({"n_qbits": 4}, ValueError, ["n_qbits", "n_qubits", "allowed"]),
+        ({"n_qubits": 0}, "n_qubits", ["must be an int in 1..24", "got 0"]),
+        ({"n_layers": 0}, "n_layers", [">= 1"]),
+        ({"ansatz": "qaoa"}, "ansatz", ["qaoa", "strongly_entangling", "hardware_efficient"]),
+        ({"encoding": "amplitude"}, "encoding", ["amplitude", "angle", "reuploading"]),
+        ({"rotation": "W"}, "rotation", ["'W'", "'X'"]),
+        ({"device": "no.such.device"}, "device", ["no.such.device", "default.qubit"]),
+        ({"diff_method": "magic"}, "diff_method", ["magic", "backprop"]),
+        ({"execution": "gpu"}, "execution", ["gpu", "auto", "fast"]),
+        ({"n_qubits": "4"}, "n_qubits", ["'4'", "(str)"]),
+        ({"n_qubits": 2.0}, "n_qubits", ["float"]),
+        ({"n_qubits": True}, "n_qubits", ["bool"]),
+        ({"input_scaling": "yes"}, "input_scaling", ["true or false", "'yes'"]),
+        ({"output_scale_init": float("inf")}, "output_scale_init", ["finite number", "inf"]),
+        ({"device": 3}, "device", ["PennyLane device name", "3"]),
+        ({"n_qubits": 2, "n_outputs": 3}, "n_outputs", ["<= n_qubits", "got 3"]),
+        ({"shots": 100}, "shots", ["backprop", "parameter-shift"]),
+        ({"shots": 0, "diff_method": "parameter-shift"}, "shots", [">= 1"]),
+        ({"n_qbits": 4}, "", ["unknown key(s) ['n_qbits']", "allowed: ['n_qubits'"]),
     ],
 )
-def test_spec_validation_messages(config, error, words):
-    with pytest.raises(error) as info:
+def test_spec_validation_messages(config, key, words):
+    with pytest.raises(ConfigError) as info:
         CircuitSpec.from_config(config)
+    err = info.value
+    assert isinstance(err, ValueError) and isinstance(err, TypeError)  # code catching either keeps working
+    assert err.key == key
+    assert str(err).startswith(f"{key}: " if key else "unknown key(s)")
     for word in words:
-        assert word in str(info.value), f"{word!r} not in {info.value}"
+        assert word in str(err), f"{word!r} not in {err}"
 
 
-def test_unknown_keys_named_with_prefix_and_layer_rejects_non_specs():
-    with pytest.raises(ValueError, match=r"model_config\.actor\.bogus.*allowed: \['n_qubits'"):
-        CircuitSpec.from_config({"bogus": 1}, prefix="model_config.actor.")
-    with pytest.raises(ValueError, match="unknown circuit key"):
+def test_prefix_becomes_the_key_path_and_layer_rejects_non_specs():
+    with pytest.raises(ConfigError, match=r"^model_config\.actor: unknown key\(s\) \['bogus'\]; allowed: \['n_qubits'") as info:
+        CircuitSpec.from_config({"bogus": 1}, prefix="model_config.actor.")  # a trailing dot is tolerated
+    assert info.value.key == "model_config.actor"
+    with pytest.raises(ConfigError, match=r"^circuit\.n_qubits: must be an int in 1\.\.24, got 0 \(int\)$") as info:
+        CircuitSpec.from_config({"n_qubits": 0}, prefix="circuit")
+    assert info.value.key == "circuit.n_qubits" and info.value.problem == "must be an int in 1..24, got 0 (int)"
+    with pytest.raises(ConfigError, match=r"^circuit: must be a mapping of circuit keys, got \[4\] \(list\)") as info:
+        CircuitSpec.from_config([4], prefix="circuit")
+    assert info.value.key == "circuit"
+    with pytest.raises(ConfigError, match=r"^unknown key\(s\) \['layers'\]") as info:
         QuantumLayer({"n_qubits": 2, "layers": 3})
-    with pytest.raises(TypeError, match="CircuitSpec or a dict.*list"):
+    assert info.value.key == ""
+    with pytest.raises(ConfigError, match=r"^spec: must be a CircuitSpec or a dict of its fields, got list") as info:
         QuantumLayer([2, 3])
+    assert info.value.key == "spec"
+    with pytest.raises(ConfigError, match=r"^execution: 'fast' cannot run this circuit: device='default.mixed'") as info:
+        QuantumLayer({"n_qubits": 2, "execution": "fast", "device": "default.mixed"})
+    assert info.value.key == "execution"
+
+
+@pytest.mark.parametrize("n_qubits, memory", [(25, "0.25 GiB"), (40, "8 TiB"), (10000, "2**10003 bytes (2**9963 TiB)")])
+def test_qubit_limit_names_the_memory_a_statevector_would_need(n_qubits, memory):
+    assert MAX_QUBITS == 24
+    CircuitSpec(n_qubits=MAX_QUBITS, n_layers=1)  # the limit itself is accepted (nothing is allocated)
+    with pytest.raises(ConfigError) as info:  # no OverflowError, however large
+        CircuitSpec.from_config({"n_qubits": n_qubits}, prefix="model_config.circuit")
+    err = info.value
+    assert err.key == "model_config.circuit.n_qubits"
+    assert f"must be an int in 1..24, got {n_qubits} (a statevector of {n_qubits} qubits needs 2**{n_qubits}" in str(err)
+    assert f"= {memory} per sample" in str(err) and "MAX_QUBITS" in str(err)
+
+
+def test_config_errors_pickle_with_key_and_message():
+    with pytest.raises(ConfigError) as info:
+        CircuitSpec.from_config({"ansatz": "qaoa"}, prefix="model_config.circuit")
+    for err in (info.value, info.value.in_file("configs/x.yaml")):
+        clone = pickle.loads(pickle.dumps(err))
+        assert type(clone) is ConfigError
+        assert (clone.key, clone.problem, clone.source, str(clone)) == (err.key, err.problem, err.source, str(err))
+    assert str(clone).startswith("configs/x.yaml: model_config.circuit.ansatz: must be one of")
 
 
 def test_spec_round_trips_and_sizes():

@@ -75,11 +75,12 @@ def _cli(*args, cwd=ROOT):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--set", "model_config.circuit.n_qubits=0"], "circuit key 'circuit.n_qubits' must be >= 1, got 0"),
-        (["--set", "env_config.obs=rgb"], "env_config['obs'] must be one of ['features', 'pixels'], got 'rgb'"),
-        (["--stop-iters", "0"], "--stop-iters must be >= 1, got 0"),
-        (["--num-cpus", "0"], "--num-cpus must be >= 1, got 0"),
-        (["--eval-episodes", "-1"], "--eval-episodes must be >= 0, got -1"),
+        (["--set", "model_config.circuit.n_qubits=0"], "model_config.circuit.n_qubits: must be an int in 1..24, got 0"),
+        (["--set", "env_config.obs=rgb"], "env_config.obs: must be one of ['features', 'pixels'], got 'rgb'"),
+        (["--stop-iters", "0"], "--stop-iters: must be >= 1, got 0"),
+        (["--num-cpus", "0"], "--num-cpus: must be >= 1, got 0"),
+        (["--eval-episodes", "-1"], "--eval-episodes: must be >= 0, got -1"),
+        (["--num-cpus", "1"], "env_runners: one trial needs 2 CPUs (1 driver/learner + 2 env runners x 0.5 CPU), more than --num-cpus 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_ray_starts(args, message):

@@ -6,6 +6,8 @@ No Ray cluster is started: ``register_env`` only queues the creators locally.
 from __future__ import annotations
 
 import inspect
+import pickle
+import re
 import warnings
 
 import gymnasium as gym
@@ -15,6 +17,7 @@ import pytest
 from rllib_quantum.envs import (
     COOPERATIVE_PONG,
     COOPERATIVE_PONG_JOINT,
+    ENV_CREATORS,
     ENV_VALIDATORS,
     CooperativePongFeatures,
     JointAgentEnv,
@@ -26,6 +29,7 @@ from rllib_quantum.envs import (
     validate_pong_config,
 )
 from rllib_quantum.envs.validation import GAME_DEFAULTS
+from rllib_quantum.errors import ConfigError
 
 AGENTS = ["paddle_0", "paddle_1"]
 
@@ -272,28 +276,40 @@ def test_validation_fills_defaults():
 
 
 @pytest.mark.parametrize(
-    "env_config, error, match",
+    "env_config, key, match",
     [
-        ({"frame_szie": 42}, ValueError, r"\['frame_szie'\].*allowed keys: \['obs'"),
-        ({"obs": "rgb"}, ValueError, r"env_config\['obs'\] must be one of \['features', 'pixels'\], got 'rgb'"),
-        ({"max_cycles": "900"}, TypeError, r"'max_cycles'\] must be an int, got '900'"),
-        ({"max_cycles": 0}, ValueError, r"'max_cycles'\] must be an int >= 1, got 0"),
-        ({"max_cycles": 10.0}, TypeError, r"'max_cycles'\] must be an int"),
-        ({"max_cycles": True}, TypeError, r"'max_cycles'\] must be an int"),
-        ({"ball_speed": -1}, ValueError, r"'ball_speed'\] must be > 0, got -1"),
-        ({"right_paddle_speed": float("nan")}, ValueError, r"'right_paddle_speed'\] must be finite"),
-        ({"cake_paddle": 1}, TypeError, r"'cake_paddle'\] must be a bool, got 1"),
-        ({"obs": "pixels", "frame_size": 4}, ValueError, r"'frame_size'\] must be an int >= 8, got 4"),
-        ({"obs": "pixels", "frame_stack": 0}, ValueError, r"'frame_stack'\] must be an int >= 1"),
-        ({"frame_size": 42}, ValueError, r"\['frame_size'\] only apply to obs='pixels'"),
-        (["obs"], TypeError, "env_config must be a dict"),
+        ({"frame_szie": 42}, "", r"unknown key\(s\) \['frame_szie'\]; allowed: \['obs'"),
+        ({"obs": "rgb"}, "obs", r"must be one of \['features', 'pixels'\], got 'rgb'$"),
+        ({"max_cycles": "900"}, "max_cycles", r"must be an int >= 1, got '900' \(str\)$"),
+        ({"max_cycles": 0}, "max_cycles", r"must be an int >= 1, got 0 \(int\)$"),
+        ({"max_cycles": 10.0}, "max_cycles", r"must be an int >= 1, got 10\.0 \(float\)"),
+        ({"max_cycles": True}, "max_cycles", r"must be an int >= 1, got True \(bool\)"),
+        ({"ball_speed": -1}, "ball_speed", r"must be a finite number > 0, got -1"),
+        ({"right_paddle_speed": float("nan")}, "right_paddle_speed", r"must be a finite number > 0, got nan"),
+        ({"max_reward": float("inf")}, "max_reward", r"must be a finite number, got inf"),
+        ({"cake_paddle": 1}, "cake_paddle", r"must be true or false, got 1 \(int\)"),
+        ({"obs": "pixels", "frame_size": 4}, "frame_size", r"must be an int >= 8, got 4"),
+        ({"obs": "pixels", "frame_stack": 0}, "frame_stack", r"must be an int >= 1"),
+        ({"frame_size": 42}, "frame_size", r"only applies to obs='pixels'"),
+        (["obs"], "", "must be a dict"),
     ],
 )
-def test_validation_errors_name_the_key(env_config, error, match):
-    with pytest.raises(error, match=match):
+def test_validation_errors_name_the_key(env_config, key, match):
+    """Keys inside env_config; the registered creators (what RLlib calls) and the experiment loader
+    put ``env_config`` in front."""
+    pattern = "^" + (re.escape(key) + ": " if key else "") + match
+    with pytest.raises(ConfigError, match=pattern) as info:
         validate_pong_config(env_config)
-    with pytest.raises(error, match=match):  # the creators validate too
+    assert info.value.key == key
+    with pytest.raises(ConfigError, match=pattern) as info:  # the creators validate too
         make_cooperative_pong(env_config)
+    assert info.value.key == key
+    full = f"env_config.{key}" if key else "env_config"
+    with pytest.raises(ConfigError, match="^" + re.escape(full) + ": " + match) as info:
+        ENV_CREATORS[COOPERATIVE_PONG](env_config)
+    assert info.value.key == full
+    clone = pickle.loads(pickle.dumps(info.value))  # env creators run on Ray workers
+    assert (clone.key, str(clone)) == (full, str(info.value))
 
 
 def test_scripted_tracker_beats_random_by_a_wide_margin():
@@ -331,7 +347,9 @@ def test_env_spaces():
     obs, act, ids = env_spaces(COOPERATIVE_PONG_JOINT, {"obs": "pixels", "frame_stack": 3})
     assert ids == ["joint"] and obs["joint"].shape == (42, 42, 6)
     assert act["joint"] == gym.spaces.MultiDiscrete([3, 3])
-    with pytest.raises(ValueError, match="Unknown env name 'pong'; allowed"):
+    with pytest.raises(ConfigError, match=r"^env: must be one of \['rllib_quantum/cooperative_pong', .*got 'pong'$") as info:
         env_spaces("pong", {})
-    with pytest.raises(ValueError, match="'max_cycles'"):
+    assert info.value.key == "env"
+    with pytest.raises(ConfigError, match=r"^env_config\.max_cycles: must be an int >= 1, got -5") as info:
         env_spaces(COOPERATIVE_PONG, {"max_cycles": -5})
+    assert info.value.key == "env_config.max_cycles"

@@ -1,5 +1,7 @@
 """QuantumPPORLModule: shapes, gradients, critic variants, inference-only copies, bad input."""
 
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
+from rllib_quantum.errors import ConfigError
 
 VEC5 = gym.spaces.Box(-1, 1, (5,), np.float32)
 VEC12 = gym.spaces.Box(-1, 1, (12,), np.float32)
@@ -85,27 +88,78 @@ def test_inference_only_copy_drops_critic_and_loads_learner_state():
 
 
 @pytest.mark.parametrize(
-    "obs, act, model_config, error, match",
+    "obs, act, model_config, key, match",
     [
-        (VEC5, D3, {"circuit": {"n_qubits": 0}}, ValueError, r"'circuit.n_qubits' must be >= 1"),
-        (VEC5, D3, {"circuit": {"n_qubits": 5, "ansatz": "qaoa"}}, ValueError, r"'circuit.ansatz' must be one of \['strongly_entangling'"),
-        (VEC5, D3, {"circuit": {"n_qubits": 5, "device": "my.device"}}, ValueError, r"'circuit.device' must be one of"),
-        (VEC5, D3, {"circuit": {"n_qubits": "5"}}, TypeError, r"'circuit.n_qubits' must be an int"),
-        (VEC5, D3, {"circuit": {"n_qubits": 5, "depth": 3}}, ValueError, r"unknown circuit key\(s\) \['circuit.depth'\]"),
-        (VEC5, D3, {"hiddens": [3]}, ValueError, r"unknown model_config key\(s\) \['hiddens'\]; allowed"),
-        (VEC5, D3, {"encoder": "transformer"}, ValueError, r"'encoder' must be one of \['auto', 'none', 'linear', 'cnn'\]"),
-        (VEC12, D3, {"encoder": "none"}, ValueError, r"'encoder': 'none' needs a vector observation of at most n_qubits=4"),
-        (IMG, D3, {"conv_filters": [[16, 50, 4]]}, ValueError, r"'conv_filters': layer 0 \(kernel 50, stride 4\) does not fit"),
-        (gym.spaces.Box(0, 1, (4, 4), np.float32), D3, {}, ValueError, r"'encoder': 'auto' handles vector"),
-        (gym.spaces.Dict({"a": VEC5}), D3, {}, ValueError, r"takes Box observations"),
-        (VEC5, gym.spaces.Box(-1, 1, (2,)), {}, ValueError, r"takes Discrete or \(1-D\) MultiDiscrete action spaces"),
-        (VEC5, gym.spaces.Discrete(7), {"readout": "expval"}, ValueError, r"'readout': 'expval' reads one wire per logit"),
-        (VEC5, D3, {"critic": "quantum", "critic_circuit": {"n_qubits": 3}}, ValueError, r"'critic_circuit.n_qubits' must equal"),
-        (VEC5, D3, {"circuit": {"n_qubits": 5, "n_outputs": 2}}, ValueError, r"'circuit.n_outputs' is not settable"),
+        (VEC5, D3, {"circuit": {"n_qubits": 0}}, "circuit.n_qubits", r"must be an int in 1\.\.24, got 0"),
+        (VEC5, D3, {"circuit": {"n_qubits": 30}}, "circuit.n_qubits", r"must be an int in 1\.\.24, got 30 \(a statevector of 30 qubits needs .* = 8 GiB per sample"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "ansatz": "qaoa"}}, "circuit.ansatz", r"must be one of \['strongly_entangling'"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "device": "my.device"}}, "circuit.device", r"must be one of"),
+        (VEC5, D3, {"circuit": {"n_qubits": "5"}}, "circuit.n_qubits", r"must be an int in 1\.\.24, got '5' \(str\)"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "depth": 3}}, "circuit", r"unknown key\(s\) \['depth'\]; allowed: \['n_qubits'"),
+        (VEC5, D3, {"circuit": [5]}, "circuit", r"must be a dict of circuit keys"),
+        (VEC5, D3, {"hiddens": [3]}, "", r"unknown key\(s\) \['hiddens'\]; allowed"),
+        (VEC5, D3, [("circuit", {})], "", r"must be a dict, got list"),
+        (VEC5, D3, {"encoder": "transformer"}, "encoder", r"must be one of \['auto', 'none', 'linear', 'cnn'\]"),
+        (VEC5, D3, {"readout": "softmax"}, "readout", r"must be one of \['auto', 'expval', 'linear'\], got 'softmax'"),
+        (VEC5, D3, {"critic": "none"}, "critic", r"must be one of \['classical', 'quantum'\]"),
+        (VEC5, D3, {"critic_hiddens": [64, 0]}, "critic_hiddens", r"must be a list of positive ints"),
+        (VEC12, D3, {"encoder": "none"}, "encoder", r"'none' needs a vector observation of at most n_qubits=4"),
+        (IMG, D3, {"conv_filters": [[16, 50, 4]]}, "conv_filters", r"layer 0 \(kernel 50, stride 4\) does not fit"),
+        (gym.spaces.Box(0, 1, (4, 4), np.float32), D3, {}, "encoder", r"'auto' handles vector"),
+        (gym.spaces.Dict({"a": VEC5}), D3, {}, "observation_space", r"must be a Box"),
+        (VEC5, gym.spaces.Box(-1, 1, (2,)), {}, "action_space", r"must be Discrete or \(1-D\) MultiDiscrete"),
+        (VEC5, gym.spaces.Discrete(7), {"readout": "expval"}, "readout", r"'expval' reads one wire per logit"),
+        (VEC5, D3, {"critic": "quantum", "critic_circuit": {"n_qubits": 3}}, "critic_circuit.n_qubits", r"must equal circuit\.n_qubits \(4\)"),
+        (VEC5, D3, {"critic": "quantum", "critic_circuit": {"n_layers": 0}}, "critic_circuit.n_layers", r"must be an int >= 1"),
+        (VEC5, D3, {"critic_circuit": {"n_layers": 1}}, "critic_circuit", r"is only used with critic: 'quantum' \(got critic: 'classical'\)"),
+        (VEC5, D3, {"circuit": {"n_qubits": 5, "n_outputs": 2}}, "circuit.n_outputs", r"is not settable"),
     ],
 )
-def test_bad_model_config_names_the_key(obs, act, model_config, error, match):
-    with pytest.raises(error, match=match):
+def test_bad_model_config_names_the_key(obs, act, model_config, key, match):
+    """Keys are paths inside the model_config; whoever nests it puts its prefix in front."""
+    pattern = "^" + (re.escape(key) + ": " if key else "") + match
+    with pytest.raises(ConfigError, match=pattern) as info:
         validate_model_config(model_config, obs, act)
-    with pytest.raises(error, match=match):  # the module raises the same before building anything
+    assert info.value.key == key
+    with pytest.raises(ConfigError, match=pattern) as info:  # the module raises the same before building anything
         QuantumPPORLModule(observation_space=obs, action_space=act, model_config=model_config)
+    assert info.value.key == key
+    # Under a caller's prefix (the experiment loader's is "model_config"); the spaces are not in it.
+    full = key if key.endswith("_space") else f"model_config.{key}" if key else "model_config"
+    with pytest.raises(ConfigError) as info:
+        validate_model_config(model_config, obs, act, prefix="model_config")
+    assert info.value.key == full and str(info.value).startswith(f"{full}: ")
+
+
+def test_module_names_the_circuit_key_the_fast_path_refuses():
+    model_config = {"circuit": {"n_qubits": 5, "execution": "fast", "device": "default.mixed"}}
+    with pytest.raises(ConfigError, match=r"^circuit\.execution: 'fast' cannot run this circuit") as info:
+        QuantumPPORLModule(observation_space=VEC5, action_space=D3, model_config=model_config)
+    assert info.value.key == "circuit.execution"
+    with pytest.raises(ConfigError, match=r"^model_config\['paddle_0'\]\.readout: ") as info:  # a caller's prefix
+        validate_model_config({"readout": "expval"}, VEC5, gym.spaces.Discrete(7), prefix="model_config['paddle_0']")
+    assert info.value.key == "model_config['paddle_0'].readout"
+
+
+def test_experiment_yaml_errors_carry_the_full_key_path_once():
+    """Through the experiment loader: model_config.<path>, never model_config.model_config...; the qubit
+    limit with the memory; picklable with key and message (Ray ships errors between processes)."""
+    import pickle
+
+    from rllib_quantum.config import load_experiment
+
+    path = "configs/quantum_independent_pong_features.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, {"model_config.circuit.n_qubits": 10000})
+    err = info.value
+    assert err.key == "model_config.circuit.n_qubits" and err.source == path
+    assert str(err).startswith(f"{path}: model_config.circuit.n_qubits: must be an int in 1..24, got 10000 (")
+    assert "2**10003 bytes" in str(err)
+    clone = pickle.loads(pickle.dumps(err))
+    assert (clone.key, clone.source, str(clone)) == (err.key, err.source, str(err))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, {"model_config.lr_multipliers.circuit": -1})
+    assert info.value.key == "model_config.lr_multipliers.circuit"
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, {"model_config.readout": "softmax"})
+    assert info.value.key == "model_config.readout"

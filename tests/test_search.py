@@ -1,11 +1,14 @@
 """Hyperparameter search files: validated up front, and a real 2-trial search runs through Tune."""
 
+import pickle
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rllib_quantum import cli
+from rllib_quantum.errors import ConfigError
 from rllib_quantum.search import load_search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,23 +40,50 @@ def test_search_runs_trials_with_sampled_circuit_keys(ray_session, storage, tmp_
 
 
 @pytest.mark.parametrize(
-    "change, match",
+    "change, key, match",
     [
-        ({"search_space": {"model_config.circuit.n_qubits": {"choice": [0, 5]}}}, r"value 0: .*'circuit.n_qubits' must be >= 1"),
-        ({"search_space": {"ppo.lr": {"normal": [0, 1]}}}, r"search_space\['ppo.lr'\] must be one of"),
-        ({"search_space": {"ppo.lr": {"loguniform": [0.1, 0.01]}}}, r"must be \[low, high\] with low < high"),
-        ({"search_space": {"ppo.learning_rate": {"choice": [0.1]}}}, r"unknown key\(s\) \['ppo.learning_rate'\]"),
-        ({"scheduler": {"type": "pbt"}}, r"scheduler.type must be one of \['fifo', 'asha'\]"),
-        ({"trials": 3}, r"unknown search key\(s\) \['trials'\]"),
+        ({"search_space": {"model_config.circuit.n_qubits": {"choice": [0, 5]}}}, "search_space.model_config.circuit.n_qubits",
+         r"value 0: must be an int in 1\.\.24, got 0"),
+        ({"search_space": {"model_config.circuit.n_qubits": {"choice": [4, 10000]}}}, "search_space.model_config.circuit.n_qubits",
+         r"value 10000: must be an int in 1\.\.24, got 10000 \(a statevector of 10000 qubits needs .*2\*\*10003 bytes"),
+        ({"search_space": {"ppo.lr": {"normal": [0, 1]}}}, "search_space.ppo.lr", r"must be one of \{choice: \.\.\., "),
+        ({"search_space": {"ppo.lr": {"loguniform": [0.1, 0.01]}}}, "search_space.ppo.lr.loguniform", r"must be \[low, high\] with low < high"),
+        ({"search_space": {"ppo.lr": {"choice": []}}}, "search_space.ppo.lr.choice", r"must be a non-empty list"),
+        ({"search_space": {"ppo.learning_rate": {"choice": [0.1]}}}, "search_space.ppo.learning_rate", r"value 0\.1: .*unknown key\(s\)"),
+        ({"search_space": []}, "search_space", r"must be a non-empty mapping of dotted keys"),
+        ({"scheduler": {"type": "pbt"}}, "scheduler.type", r"must be one of \['fifo', 'asha'\], got 'pbt'"),
+        ({"scheduler": {"type": "asha", "grace": 5}}, "scheduler", r"unknown key\(s\) \['grace'\]; allowed \(type: asha\)"),
+        ({"scheduler": {"type": "asha", "grace_period": 0}}, "scheduler.grace_period", r"must be an int >= 1, got 0"),
+        ({"scheduler": {"type": "asha", "reduction_factor": 1}}, "scheduler.reduction_factor", r"must be a number > 1"),
+        ({"scheduler": "asha"}, "scheduler", r"must be a mapping"),
+        ({"mode": "maximize"}, "mode", r"must be one of \['max', 'min'\], got 'maximize'"),
+        ({"metric": 3}, "metric", r"must be a '/'-path into RLlib's result"),
+        ({"num_samples": 0}, "num_samples", r"must be an int >= 1, got 0"),
+        ({"max_iterations": "10"}, "max_iterations", r"must be an int >= 1, got '10' \(str\)"),
+        ({"evaluation_episodes": -1}, "evaluation_episodes", r"must be an int >= 0"),
+        ({"overrides": ["ppo.lr=1"]}, "overrides", r"must be a mapping of dotted keys"),
+        ({"trials": 3}, "", r"unknown key\(s\) \['trials'\]; allowed: \['base'"),
     ],
 )
-def test_bad_search_files_are_named(tmp_path, change, match):
+def test_bad_search_files_are_named(tmp_path, change, key, match):
     raw = {**yaml.safe_load((ROOT / "tuning" / "quantum_pong_features.yaml").read_text()), **change}
     raw["base"] = str(ROOT / "configs" / "quantum_independent_pong_features.yaml")
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises((ValueError, TypeError), match=match):
+    with pytest.raises(ConfigError, match="^" + re.escape(f"{path}: " + (f"{key}: " if key else "")) + match) as info:
         load_search(path)
+    err = info.value
+    assert (err.key, err.source) == (key, str(path))
+    clone = pickle.loads(pickle.dumps(err))
+    assert (clone.key, clone.source, str(clone)) == (err.key, err.source, str(err))
+
+
+def test_missing_search_key_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"base": str(ROOT / "configs" / "quantum_independent_pong_features.yaml"), "metric": "x"}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: search_space: is required") as info:
+        load_search(path)
+    assert info.value.key == "search_space"
 
 
 def test_missing_metric_is_reported_as_nan_until_an_episode_ends():

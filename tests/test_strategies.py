@@ -71,3 +71,29 @@ def test_pixel_configs_train_one_iteration(build_algo, kind, strategy):
         assert result["learners"][module_id]["num_module_steps_trained"] > 0
     if kind == "quantum":
         assert module.resolved_model_config["encoder"] == "cnn"
+
+
+def test_bad_strategy_module_and_classical_model_config_raise_config_errors():
+    """Keys name the experiment key; a model_config key is its path inside the model_config."""
+    from rllib_quantum.envs import COOPERATIVE_PONG
+    from rllib_quantum.errors import ConfigError
+    from rllib_quantum.strategies import module_spec, multi_module_spec, plan_strategy, validate_classical_model_config
+
+    cases = [
+        (lambda: plan_strategy("federated", COOPERATIVE_PONG, ["a"]), "strategy",
+         r"must be one of \['independent', 'shared', 'joint', 'averaged'\], got 'federated'"),
+        (lambda: plan_strategy("joint", "my_env", ["a", "b"]), "strategy", r"'joint' needs a joint-agent variant of env 'my_env'"),
+        (lambda: module_spec("hybrid"), "module", r"must be one of \['quantum', 'classical'\], got 'hybrid'"),
+        (lambda: validate_classical_model_config({"fcnet_hidden": [8]}), "", r"unknown key\(s\) \['fcnet_hidden'\]; allowed"),
+        (lambda: module_spec("quantum", {"circuit": {"n_qubits": 25}}), "circuit.n_qubits", r"must be an int in 1\.\.24, got 25"),
+    ]
+    for call, key, match in cases:
+        with pytest.raises(ConfigError, match=match) as info:
+            call()
+        assert info.value.key == key, (key, info.value)
+    box = gym.spaces.Box(-1, 1, (5,), np.float32)
+    plan = plan_strategy("shared", COOPERATIVE_PONG, ["a", "b"])
+    with pytest.raises(ConfigError, match=r"'shared': agents 'a' and 'b' share module 'shared'") as info:
+        multi_module_spec(plan, "quantum", {}, {"a": box, "b": gym.spaces.Box(-1, 1, (4,), np.float32)},
+                          {"a": gym.spaces.Discrete(3), "b": gym.spaces.Discrete(3)})
+    assert info.value.key == "strategy"

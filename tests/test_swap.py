@@ -1,11 +1,16 @@
 """with_quantum_policies on configs written RLlib-style (not by this package)."""
 
+import pickle
+
+import gymnasium as gym
+import numpy as np
 import pytest
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_quantum.envs import COOPERATIVE_PONG, register_envs
+from rllib_quantum.errors import ConfigError
 from rllib_quantum.modules import QuantumPPORLModule
 from rllib_quantum.swap import with_quantum_policies
 
@@ -81,12 +86,43 @@ def test_swap_all_modules_and_single_agent():
 
 
 def test_swap_errors():
+    """Every error names the argument (and, where the module's spaces matter, the module id)."""
     config = rllib_style_config()
-    with pytest.raises(ValueError, match=r"unknown module id\(s\) \['paddle_9'\]; known modules: \['paddle_0', 'paddle_1'\]"):
+    with pytest.raises(ConfigError, match=r"^modules: unknown module id\(s\) \['paddle_9'\]; known modules: \['paddle_0', 'paddle_1'\]$") as info:
         with_quantum_policies(config, modules=["paddle_9"])
-    with pytest.raises(ValueError, match=r"circuit\.n_qubit"):
+    assert info.value.key == "modules"
+    with pytest.raises(ConfigError, match=r"^modules: must not be empty") as info:
+        with_quantum_policies(config, modules=[])
+    assert info.value.key == "modules"
+    with pytest.raises(ConfigError, match=r"^model_config\.circuit: unknown key\(s\) \['n_qubit'\]; allowed: \['n_qubits'") as info:
         with_quantum_policies(config, circuit={"n_qubit": 5})
+    assert info.value.key == "model_config.circuit"
+    with pytest.raises(ConfigError, match=r"^model_config\.circuit\.n_qubits: must be an int in 1\.\.24, got 25 \(.*0\.25 GiB") as info:
+        with_quantum_policies(config, circuit={"n_qubits": 25})
+    assert info.value.key == "model_config.circuit.n_qubits"
+    with pytest.raises(ConfigError, match=r"^model_config: unknown key\(s\) \['hiddens'\]") as info:
+        with_quantum_policies(config, hiddens=[64])
+    assert info.value.key == "model_config"
     from ray.rllib.algorithms.dqn import DQNConfig
 
-    with pytest.raises(TypeError, match=r"supports PPO only.*DQNConfig"):
+    with pytest.raises(ConfigError, match=r"^config: must be a PPOConfig \(with_quantum_policies supports PPO only.*got DQNConfig$") as info:
         with_quantum_policies(DQNConfig())
+    assert info.value.key == "config"
+    assert isinstance(info.value, TypeError)  # code written against the old TypeError keeps working
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert (clone.key, str(clone)) == ("config", str(info.value))
+
+
+def test_swap_errors_that_depend_on_a_module_name_it():
+    """With spaces on a module's spec, the fit is checked per module and the key names the module."""
+    obs, act = gym.spaces.Box(-1, 1, (5,), np.float32), gym.spaces.Discrete(7)
+    config = rllib_style_config().rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={
+        "paddle_0": RLModuleSpec(observation_space=obs, action_space=act),
+        "paddle_1": RLModuleSpec(observation_space=obs, action_space=gym.spaces.Box(-1, 1, (2,))),
+    }))
+    with pytest.raises(ConfigError, match=r"^model_config\['paddle_0'\]\.readout: 'expval' reads one wire per logit") as info:
+        with_quantum_policies(config, modules=["paddle_0"], readout="expval", circuit={"n_qubits": 5})
+    assert info.value.key == "model_config['paddle_0'].readout"
+    with pytest.raises(ConfigError, match=r"^modules\['paddle_1'\]\.action_space: must be Discrete") as info:
+        with_quantum_policies(config, modules=["paddle_1"])
+    assert info.value.key == "modules['paddle_1'].action_space"

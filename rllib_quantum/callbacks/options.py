@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Mapping
 
+from rllib_quantum.errors import ConfigError
+
 PARAMS_PRESETS = ("quantum", "all")
 WEIGHTINGS = ("uniform", "agent_steps")
 OPTIMIZER_MODES = ("keep", "reset")
@@ -42,52 +44,53 @@ def validate_averaging_options(options: Mapping[str, Any] | None = None) -> dict
     Returns:
         A new dict with every key; ``modules`` and ``params`` lists become lists of str.
 
+    Raises:
+        ConfigError: keyed by the option (``"every"``, ...; ``""`` for a non-mapping or unknown
+            options); the experiment loader reports it under ``averaging.``.
+
     Example:
         >>> validate_averaging_options({"every": 5})["params"]
         'quantum'
         >>> validate_averaging_options({"evry": 5})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: unknown averaging option(s) ['evry']; allowed: ['every', 'modules', ...]
+        rllib_quantum.errors.ConfigError: unknown key(s) ['evry']; allowed: ['every', 'modules', ...]
     """
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(DEFAULT_AVERAGING_OPTIONS))
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise ConfigError("", f"must be a mapping of options {sorted(DEFAULT_AVERAGING_OPTIONS)}, got {options!r}")
+    options = dict(options)
+    unknown = sorted(str(k) for k in set(options) - set(DEFAULT_AVERAGING_OPTIONS))
     if unknown:
-        raise ValueError(f"unknown averaging option(s) {unknown}; allowed: {sorted(DEFAULT_AVERAGING_OPTIONS)}")
+        raise ConfigError("", f"unknown key(s) {unknown}; allowed: {sorted(DEFAULT_AVERAGING_OPTIONS)}")
     out = copy.deepcopy(DEFAULT_AVERAGING_OPTIONS)
     out.update(copy.deepcopy(options))
 
     every = out["every"]
-    if isinstance(every, bool) or not isinstance(every, int):
-        raise TypeError(f"averaging option 'every' must be an int >= 1, got {every!r}")
-    if every < 1:
-        raise ValueError(f"averaging option 'every' must be an int >= 1, got {every!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError("every", f"must be an int >= 1, got {every!r} ({type(every).__name__})")
 
     modules = out["modules"]
     if modules is not None:
         if isinstance(modules, str) or not isinstance(modules, (list, tuple)):
-            raise TypeError(f"averaging option 'modules' must be None (all trained modules) or a list of module ids, got {modules!r}")
+            raise ConfigError("modules", f"must be None (all trained modules) or a list of module ids, got {modules!r}")
         modules = [str(m) for m in modules]
         if len(set(modules)) < 2:
-            raise ValueError(f"averaging option 'modules' needs at least 2 distinct module ids to average, got {modules!r}")
+            raise ConfigError("modules", f"must list at least 2 distinct module ids to average, got {modules!r}")
         out["modules"] = list(dict.fromkeys(modules))
 
     params = out["params"]
-    if isinstance(params, str):
-        if params not in PARAMS_PRESETS:
-            raise ValueError(
-                f"averaging option 'params' must be one of {list(PARAMS_PRESETS)} or a list of fnmatch patterns "
-                f"over state-dict keys (e.g. ['actor.*']), got {params!r}"
-            )
-    elif isinstance(params, (list, tuple)) and params and all(isinstance(p, str) and p for p in params):
+    if isinstance(params, (list, tuple)) and params and all(isinstance(p, str) and p for p in params):
         out["params"] = list(params)
-    else:
-        raise TypeError(
-            f"averaging option 'params' must be one of {list(PARAMS_PRESETS)} or a non-empty list of "
-            f"fnmatch patterns (str), got {params!r}"
+    elif not (isinstance(params, str) and params in PARAMS_PRESETS):
+        raise ConfigError(
+            "params",
+            f"must be one of {list(PARAMS_PRESETS)} or a non-empty list of fnmatch patterns over state-dict keys "
+            f"(e.g. ['actor.*']), got {params!r}",
         )
 
     for key, allowed in (("weights", WEIGHTINGS), ("optimizer", OPTIMIZER_MODES)):
         if out[key] not in allowed:
-            raise ValueError(f"averaging option {key!r} must be one of {list(allowed)}, got {out[key]!r}")
+            raise ConfigError(key, f"must be one of {list(allowed)}, got {out[key]!r}")
     return out

@@ -95,9 +95,23 @@ class ParameterAveragingCallback(RLlibCallback):
     the learner at the end of the iteration before any averaging; ``rounds`` counts rounds so
     far; ``averaged`` is 1.0 when this iteration ended with a round.
 
+    Options (``modules``, ``params``, ``weights``, ``optimizer``, ``every``; see
+    :func:`averaging_callback`) are keyword arguments, validated when the callback is built, so
+    ``functools.partial`` binds them the way RLlib users configure callbacks, alone or in a list
+    with other callbacks. :func:`averaging_callback` binds them as class attributes instead, and
+    validates them at once, on the driver.
+
     Example:
+        >>> import functools
         >>> from ray.rllib.algorithms.ppo import PPOConfig
         >>> config = PPOConfig().callbacks(averaging_callback(every=2, params="quantum"))
+        >>> config = PPOConfig().callbacks([functools.partial(ParameterAveragingCallback, every=5)])
+        >>> ParameterAveragingCallback(every=5, params="all").options["every"]
+        5
+        >>> ParameterAveragingCallback(evry=5)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        rllib_quantum.errors.ConfigError: unknown key(s) ['evry']; allowed: [...]
     """
 
     modules: Optional[List[str]] = DEFAULT_AVERAGING_OPTIONS["modules"]
@@ -106,9 +120,12 @@ class ParameterAveragingCallback(RLlibCallback):
     optimizer: str = DEFAULT_AVERAGING_OPTIONS["optimizer"]
     every: int = DEFAULT_AVERAGING_OPTIONS["every"]
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        """Options as keyword arguments (see :func:`averaging_callback`); unset ones take the class
+        attributes. RLlib builds callbacks with no arguments, so bind options with
+        ``functools.partial(ParameterAveragingCallback, every=5)`` or :func:`averaging_callback`."""
         super().__init__()
-        self.options = validate_averaging_options({k: getattr(self, k) for k in DEFAULT_AVERAGING_OPTIONS})
+        self.options = validate_averaging_options({**{k: getattr(self, k) for k in DEFAULT_AVERAGING_OPTIONS}, **options})
         self.module_ids: Optional[List[str]] = None
         self.param_keys: Optional[List[str]] = None
         self.rounds = 0
@@ -116,7 +133,8 @@ class ParameterAveragingCallback(RLlibCallback):
     @classmethod
     def check_modules(cls, module_ids: List[str], multi_module=None) -> None:
         """Driver-side checks before Ray starts: ids against ``module_ids``; with a locally built
-        ``MultiRLModule`` also the parameter choice and shapes."""
+        ``MultiRLModule`` also the parameter choice and shapes. Raises
+        :class:`~rllib_quantum.errors.ConfigError` keyed ``modules`` or ``params`` (the options)."""
         mids = check_module_ids(cls.modules, module_ids)
         if multi_module is not None:
             select_params(cls.params, mids, describe_multi_module(multi_module))
@@ -148,6 +166,9 @@ class ParameterAveragingCallback(RLlibCallback):
         if iteration % self.options["every"] == 0:
             self.average(algorithm, mean)
             info["averaged"] = 1.0
+        # Rounds so far follow from the iteration count, so they continue after a restore (the
+        # schedule itself is the iteration count, which RLlib checkpoints).
+        self.rounds = iteration // self.options["every"]
         info["rounds"] = self.rounds
         result[RESULT_KEY] = info
 
@@ -172,6 +193,10 @@ def averaging_callback(**options) -> type:
 
     Returns:
         A class for ``AlgorithmConfig.callbacks(...)`` (picklable by cloudpickle, as Tune needs).
+
+    Raises:
+        ConfigError: a bad option, keyed by its name (``""`` for unknown ones); the experiment
+            loader reports it under ``averaging.``.
 
     Example:
         >>> cb = averaging_callback(every=5, params=["actor.*"], optimizer="reset")

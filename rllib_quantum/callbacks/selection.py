@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from rllib_quantum.errors import ConfigError
+
 Catalog = Dict[str, Dict[str, Any]]
 
 
@@ -49,24 +51,26 @@ def describe_multi_module(multi_module) -> Catalog:
 
 
 def check_module_ids(wanted: Optional[Sequence[str]], known: Sequence[str]) -> List[str]:
-    """The module ids to average (``None``: all ``known``); raises naming unknown ids."""
+    """The module ids to average (``None``: all ``known``); raises ``ConfigError`` (key
+    ``modules``, the option) naming unknown ids, or when fewer than 2 modules remain."""
     known = [str(m) for m in known]
     if wanted is None:
         wanted = known
     unknown = [m for m in wanted if m not in known]
     if unknown:
-        raise ValueError(f"averaging option 'modules': unknown module id(s) {unknown}; known modules: {known}")
+        raise ConfigError("modules", f"unknown module id(s) {unknown}; known modules: {known}")
     if len(wanted) < 2:
-        raise ValueError(f"parameter averaging needs at least 2 modules, but only {list(wanted)} are trained; "
-                         "use strategy 'independent'/'averaged' with several agents, or list the modules")
+        raise ConfigError("modules", f"parameter averaging needs at least 2 modules, but only {list(wanted)} "
+                          "are trained; use strategy 'independent'/'averaged' with several agents, or list the modules")
     return list(wanted)
 
 
 def select_params(params: Any, module_ids: Sequence[str], catalog: Catalog) -> List[str]:
     """Resolves the ``params`` option to one list of state-dict keys shared by ``module_ids``.
 
-    Raises ``ValueError`` naming the module and key when a preset or pattern matches nothing,
-    when the modules' chosen keys differ, or when a chosen key differs in shape.
+    Raises ``ConfigError`` (key ``params``, the option) naming the module and state-dict key when a
+    preset or pattern matches nothing, when the modules' chosen keys differ, or when a chosen key
+    differs in shape.
     """
     chosen: Dict[str, List[str]] = {}
     for mid in module_ids:
@@ -75,9 +79,10 @@ def select_params(params: Any, module_ids: Sequence[str], catalog: Catalog) -> L
         if params == "quantum":
             keys = list(info["quantum"])
             if not keys:
-                raise ValueError(
-                    f"averaging option params: 'quantum' but module {mid!r} has no quantum circuit parameters "
-                    "(no QuantumLayer); use params: 'all' or a list of patterns for classical modules"
+                raise ConfigError(
+                    "params",
+                    f"'quantum' but module {mid!r} has no quantum circuit parameters (no QuantumLayer); "
+                    "use params: 'all' or a list of patterns for classical modules",
                 )
         elif params == "all":
             keys = list(floating)
@@ -86,9 +91,10 @@ def select_params(params: Any, module_ids: Sequence[str], catalog: Catalog) -> L
             for pattern in params:
                 hits = [k for k in floating if fnmatch.fnmatchcase(k, pattern)]
                 if not hits:
-                    raise ValueError(
-                        f"averaging option 'params': pattern {pattern!r} matches no floating-point state-dict key "
-                        f"of module {mid!r}; its keys: {floating}"
+                    raise ConfigError(
+                        "params",
+                        f"pattern {pattern!r} matches no floating-point state-dict key of module {mid!r}; "
+                        f"its keys: {floating}",
                     )
                 keys += [k for k in hits if k not in keys]
         chosen[mid] = keys
@@ -98,16 +104,18 @@ def select_params(params: Any, module_ids: Sequence[str], catalog: Catalog) -> L
         if set(chosen[mid]) != set(chosen[first]):
             only_first = sorted(set(chosen[first]) - set(chosen[mid]))
             only_other = sorted(set(chosen[mid]) - set(chosen[first]))
-            raise ValueError(
-                f"averaging: modules {first!r} and {mid!r} have different chosen parameters "
-                f"(only in {first!r}: {only_first}; only in {mid!r}: {only_other})"
+            raise ConfigError(
+                "params",
+                f"modules {first!r} and {mid!r} have different chosen parameters "
+                f"(only in {first!r}: {only_first}; only in {mid!r}: {only_other})",
             )
         for key in chosen[first]:
             a, b = catalog[first]["shapes"][key], catalog[mid]["shapes"][key]
             if a != b:
-                raise ValueError(
-                    f"averaging: parameter {key!r} has shape {a} in module {first!r} but {b} in module {mid!r}; "
-                    "only modules with the same architecture can be averaged (choose other params or modules)"
+                raise ConfigError(
+                    "params",
+                    f"parameter {key!r} has shape {a} in module {first!r} but {b} in module {mid!r}; "
+                    "only modules with the same architecture can be averaged (choose other params or modules)",
                 )
     return chosen[first]
 

@@ -1,7 +1,15 @@
 """Variational quantum circuits (PennyLane) as torch modules. Knows nothing of RLlib."""
 
 from rllib_quantum.circuits.layer import QuantumLayer
-from rllib_quantum.circuits.spec import ANSATZE, DIFF_METHODS, ENCODINGS, EXECUTIONS, ROTATIONS, CircuitSpec
+from rllib_quantum.circuits.spec import (
+    ANSATZE,
+    DIFF_METHODS,
+    ENCODINGS,
+    EXECUTIONS,
+    MAX_QUBITS,
+    ROTATIONS,
+    CircuitSpec,
+)
 from rllib_quantum.circuits.statevector import (
     FAST_DEVICES,
     StatevectorCircuit,
@@ -16,6 +24,7 @@ __all__ = [
     "ENCODINGS",
     "EXECUTIONS",
     "FAST_DEVICES",
+    "MAX_QUBITS",
     "ROTATIONS",
     "CircuitSpec",
     "QuantumLayer",

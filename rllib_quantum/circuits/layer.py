@@ -16,6 +16,7 @@ from rllib_quantum.circuits.statevector import (
     real_dtype_for,
 )
 from rllib_quantum.circuits.templates import build_qnode
+from rllib_quantum.errors import ConfigError
 
 
 class _WeightsCache(NamedTuple):
@@ -53,7 +54,9 @@ class QuantumLayer(nn.Module):
         spec: a :class:`CircuitSpec` or a dict of its fields (validated; unknown keys are named).
 
     Raises:
-        ValueError: ``execution="fast"`` for a circuit the fast path cannot run (the message says why).
+        ConfigError: a bad or unknown spec field (``key`` names it: ``"n_qubits"``, or ``""`` for
+            unknown fields), or ``execution="fast"`` for a circuit the fast path cannot run
+            (``key`` is ``"execution"``; the message says why).
 
     Example:
         >>> import torch
@@ -71,7 +74,7 @@ class QuantumLayer(nn.Module):
         super().__init__()
         if not isinstance(spec, CircuitSpec):
             if not isinstance(spec, Mapping):
-                raise TypeError(f"QuantumLayer takes a CircuitSpec or a dict of its fields, got {type(spec).__name__}")
+                raise ConfigError("spec", f"must be a CircuitSpec or a dict of its fields, got {type(spec).__name__}")
             spec = CircuitSpec.from_config(spec)
         self.spec = spec
         weights = torch.rand(spec.weight_shape) * 2 * math.pi
@@ -182,8 +185,8 @@ def _choose_execution_path(spec: CircuitSpec) -> str:
     if reason is None:
         return "fast"
     if spec.execution == "fast":
-        raise ValueError(
-            f"circuit key 'execution' is 'fast' but the fast path cannot run this circuit: {reason}. "
-            "Use execution='auto' (falls back to PennyLane) or 'pennylane'."
+        raise ConfigError(
+            "execution",
+            f"'fast' cannot run this circuit: {reason}; use execution='auto' (falls back to PennyLane) or 'pennylane'",
         )
     return "pennylane"

@@ -11,6 +11,8 @@ import dataclasses
 import math
 from typing import Any, Mapping, Optional
 
+from rllib_quantum.errors import ConfigError
+
 ANSATZE = ("strongly_entangling", "hardware_efficient")
 ENCODINGS = ("angle", "reuploading")
 ROTATIONS = ("X", "Y", "Z")
@@ -18,6 +20,12 @@ DIFF_METHODS = ("backprop", "adjoint", "parameter-shift", "finite-diff", "best")
 EXECUTIONS = ("auto", "pennylane", "fast")
 # Devices we have run; any other installed PennyLane device name is accepted too (see _known_devices).
 KNOWN_DEVICES = ("default.qubit", "lightning.qubit", "default.mixed")
+
+# Largest register a CircuitSpec accepts. Both execution paths simulate a statevector of 2**n_qubits
+# complex amplitudes per sample (8 bytes each as complex64): 24 qubits is 128 MiB per sample,
+# every further qubit doubles it.
+MAX_QUBITS = 24
+_AMPLITUDE_BYTES = 8  # complex64
 
 # Trainable weights per qubit and layer, by ansatz.
 WEIGHTS_PER_QUBIT = {"strongly_entangling": 3, "hardware_efficient": 2}
@@ -33,24 +41,54 @@ def _known_devices() -> tuple:
         return KNOWN_DEVICES
 
 
-def _check_int(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"circuit key {key!r} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"circuit key {key!r} must be >= {minimum}, got {value}")
+def _given(value: Any) -> str:
+    return f"got {value!r} ({type(value).__name__})"
+
+
+def _check_int(key: str, value: Any, minimum: int, maximum: Optional[int] = None, why: str = "") -> int:
+    want = f"an int >= {minimum}" if maximum is None else f"an int in {minimum}..{maximum}"
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        raise ConfigError(key, f"must be {want}{why}, {_given(value)}")
     return value
 
 
 def _check_choice(key: str, value: Any, allowed: tuple) -> str:
     if value not in allowed:
-        raise ValueError(f"circuit key {key!r} must be one of {list(allowed)}, got {value!r}")
+        raise ConfigError(key, f"must be one of {list(allowed)}, got {value!r}")
     return value
 
 
 def _check_bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"circuit key {key!r} must be true or false, got {value!r} ({type(value).__name__})")
+        raise ConfigError(key, f"must be true or false, {_given(value)}")
     return value
+
+
+def _statevector_memory(n_qubits: int) -> str:
+    """Memory of one ``n_qubits`` statevector (complex64) in GiB/TiB, as a power of 2 when huge.
+
+    Pure integer exponents, so astronomically large registers never overflow a float.
+
+    Example:
+        >>> _statevector_memory(24), _statevector_memory(40), _statevector_memory(10000)
+        ('0.125 GiB', '8 TiB', '2**10003 bytes (2**9963 TiB)')
+    """
+    exponent = n_qubits + 3  # 2**n amplitudes x 8 bytes
+    if exponent < 40:
+        return f"{2.0 ** (exponent - 30):g} GiB"
+    if exponent <= 60:
+        return f"{2 ** (exponent - 40)} TiB"
+    return f"2**{exponent} bytes (2**{exponent - 40} TiB)"
+
+
+def _check_n_qubits(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_QUBITS:
+        raise ConfigError(
+            "n_qubits",
+            f"must be an int in 1..{MAX_QUBITS}, got {value} (a statevector of {value} qubits needs 2**{value} "
+            f"complex64 amplitudes = {_statevector_memory(value)} per sample; MAX_QUBITS is {MAX_QUBITS})",
+        )
+    return _check_int("n_qubits", value, 1, MAX_QUBITS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +96,7 @@ class CircuitSpec:
     """A variational quantum circuit: encoding, ansatz, read-out and how to run it.
 
     Args:
-        n_qubits: register size (>= 1); the input has this many features, one per wire.
+        n_qubits: register size, 1 to :data:`MAX_QUBITS` (24); the input has this many features, one per wire.
         n_layers: variational layers (>= 1).
         ansatz: ``"strongly_entangling"`` (``Rot`` on every wire + CNOT entanglers of growing
             range, PennyLane's ``StronglyEntanglingLayers``) or ``"hardware_efficient"``
@@ -84,6 +122,14 @@ class CircuitSpec:
             elsewhere), ``"pennylane"`` (always a PennyLane QNode) or ``"fast"`` (fail if the fast
             path cannot run this circuit).
 
+    Qubit limit: ``n_qubits`` may be at most :data:`MAX_QUBITS` (24). Every execution path
+    simulates a statevector of ``2**n_qubits`` complex amplitudes per sample (8 bytes each as
+    complex64, twice that as complex128: 128 MiB at 24 qubits, doubling with every further qubit),
+    so a larger register is refused up front with the memory it would need.
+
+    Raises:
+        ConfigError: a field out of range or of the wrong type; ``key`` names the field.
+
     Example:
         >>> spec = CircuitSpec.from_config({"n_qubits": 4, "n_layers": 2})
         >>> spec.weight_shape
@@ -107,38 +153,34 @@ class CircuitSpec:
     execution: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_int("n_qubits", self.n_qubits, 1)
+        _check_n_qubits(self.n_qubits)
         _check_int("n_layers", self.n_layers, 1)
         _check_choice("ansatz", self.ansatz, ANSATZE)
         _check_choice("encoding", self.encoding, ENCODINGS)
         _check_choice("rotation", self.rotation, ROTATIONS)
         if self.n_outputs is None:
             object.__setattr__(self, "n_outputs", self.n_qubits)
-        _check_int("n_outputs", self.n_outputs, 1)
-        if self.n_outputs > self.n_qubits:
-            raise ValueError(
-                f"circuit key 'n_outputs' must be <= n_qubits ({self.n_qubits}): one PauliZ read-out "
-                f"per wire, got {self.n_outputs}"
-            )
+        _check_int("n_outputs", self.n_outputs, 1, self.n_qubits, why=" (<= n_qubits: one PauliZ read-out per wire)")
         _check_bool("trainable_weights", self.trainable_weights)
         _check_bool("input_scaling", self.input_scaling)
         _check_bool("output_scaling", self.output_scaling)
         for key in ("input_scale_init", "output_scale_init"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TypeError(f"circuit key {key!r} must be a finite number, got {value!r} ({type(value).__name__})")
+                raise ConfigError(key, f"must be a finite number, {_given(value)}")
             object.__setattr__(self, key, float(value))
         if not isinstance(self.device, str):
-            raise TypeError(f"circuit key 'device' must be a PennyLane device name, got {self.device!r}")
+            raise ConfigError("device", f"must be a PennyLane device name (a str), {_given(self.device)}")
         devices = _known_devices()
         _check_choice("device", self.device, devices)
         _check_choice("diff_method", self.diff_method, DIFF_METHODS)
         if self.shots is not None:
             _check_int("shots", self.shots, 1)
             if self.diff_method == "backprop":
-                raise ValueError(
-                    "circuit key 'shots' needs a diff_method other than 'backprop' "
-                    f"(allowed with shots: {[m for m in DIFF_METHODS if m not in ('backprop', 'adjoint')]})"
+                raise ConfigError(
+                    "shots",
+                    f"needs a diff_method other than 'backprop' (allowed with shots: "
+                    f"{[m for m in DIFF_METHODS if m not in ('backprop', 'adjoint')]}), got shots={self.shots}",
                 )
         _check_choice("execution", self.execution, EXECUTIONS)
 
@@ -174,19 +216,32 @@ class CircuitSpec:
 
         Args:
             config: keys are this class's field names; missing keys take the defaults.
-            prefix: prepended to key names in error messages (e.g. ``"model_config.actor."``).
+            prefix: dotted key path of ``config`` (e.g. ``"model_config.circuit"``), put in front of
+                the key of every :class:`~rllib_quantum.errors.ConfigError` raised here.
+
+        Raises:
+            ConfigError: an unknown key (``key`` is ``prefix``, the section) or a bad value
+                (``key`` is ``prefix.<field>``).
+
+        Example:
+            >>> CircuitSpec.from_config({"n_qubits": 0}, prefix="circuit")
+            Traceback (most recent call last):
+            ...
+            rllib_quantum.errors.ConfigError: circuit.n_qubits: must be an int in 1..24, got 0 (int)
         """
-        config = dict(config or {})
+        prefix = prefix.rstrip(".")
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise ConfigError("", f"must be a mapping of circuit keys, {_given(config)}").under(prefix)
         allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(config) - set(allowed))
+        unknown = sorted(str(k) for k in set(config) - set(allowed))
         if unknown:
-            raise ValueError(f"unknown circuit key(s) {[prefix + k for k in unknown]}; allowed: {allowed}")
+            raise ConfigError("", f"unknown key(s) {unknown}; allowed: {allowed}").under(prefix)
         try:
             return cls(**config)
-        except (TypeError, ValueError) as err:
-            if prefix:
-                raise type(err)(str(err).replace("circuit key '", f"circuit key '{prefix}")) from None
-            raise
+        except ConfigError as err:
+            raise err.under(prefix) from None
 
     def to_config(self) -> dict:
         """The plain-dict form of this spec (round-trips through :meth:`from_config`)."""

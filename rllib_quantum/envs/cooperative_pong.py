@@ -174,8 +174,20 @@ class CooperativePongFeatures(ParallelEnv):
         return obs, rewards, terminations, truncations, infos
 
     def render(self) -> None:
-        """The features view does not render; use ``obs="pixels"`` for frames."""
+        """The features view does not render while it steps (that is what makes it fast); see
+        :meth:`frame` for a picture of the current state."""
         return None
+
+    def frame(self) -> np.ndarray:
+        """The game's current screen as an RGB array ``(280, 480, 3)`` uint8, drawn on request
+        (for videos of evaluation episodes; training never calls it)."""
+        import pygame
+
+        game = self.game
+        if game.screen is None:
+            game.screen = pygame.Surface((game.s_width, game.s_height))
+        _pong.CooperativePong.draw(game)
+        return np.transpose(np.array(pygame.surfarray.pixels3d(game.screen)), axes=(1, 0, 2))
 
     def state(self) -> np.ndarray:
         """Global state: paddle_0's features plus paddle_1's y, shape (6,)."""

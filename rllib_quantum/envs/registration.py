@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rllib_quantum.envs.validation import GAME_DEFAULTS, validate_pong_config
+from rllib_quantum.errors import ConfigError, reraise_under
 
 COOPERATIVE_PONG = "rllib_quantum/cooperative_pong"
 COOPERATIVE_PONG_JOINT = "rllib_quantum/cooperative_pong_joint"
@@ -28,7 +29,11 @@ COOPERATIVE_PONG_JOINT = "rllib_quantum/cooperative_pong_joint"
 def _make_pong(env_config: Mapping[str, Any] | None = None):
     from rllib_quantum.envs.cooperative_pong import make_cooperative_pong
 
-    return make_cooperative_pong(env_config)
+    from rllib_quantum.safety import report_errors
+
+    with reraise_under("env_config"):  # RLlib users pass it as .environment(env_config=...)
+        # report_errors: an exception in reset/step on a remote runner stops the run with its message
+        return report_errors(make_cooperative_pong(env_config))
 
 
 def _make_pong_joint(env_config: Mapping[str, Any] | None = None):
@@ -74,7 +79,8 @@ def env_spaces(
 
     Cheap for the features view (milliseconds); the pixels view renders one
     frame. ``env_config`` is validated first, so a bad config fails here with
-    the validator's message.
+    the validator's :class:`~rllib_quantum.errors.ConfigError` (key
+    ``env_config.<key>``); an unknown ``env_name`` raises one keyed ``env``.
 
     Args:
         env_name: one of ``ENV_CREATORS`` (``COOPERATIVE_PONG``,
@@ -91,10 +97,11 @@ def env_spaces(
         (['paddle_0', 'paddle_1'], (5,))
     """
     if env_name not in ENV_CREATORS:
-        raise ValueError(
-            f"Unknown env name {env_name!r}; allowed: {sorted(ENV_CREATORS)}."
+        raise ConfigError(
+            "env", f"must be one of {sorted(ENV_CREATORS)}, got {env_name!r}"
         )
-    ENV_VALIDATORS[env_name](env_config)
+    with reraise_under("env_config"):
+        ENV_VALIDATORS[env_name](env_config)
     env = ENV_CREATORS[env_name](env_config)
     try:
         agent_ids = list(env.possible_agents)

@@ -18,6 +18,8 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+from rllib_quantum.errors import ConfigError
+
 OBS_VIEWS = ("features", "pixels")
 
 # Defaults of pettingzoo.butterfly.cooperative_pong.cooperative_pong.CooperativePong
@@ -53,25 +55,21 @@ _RULES: dict[str, tuple[str, Any]] = {
 
 
 def _check_value(key: str, value: Any) -> None:
-    """Raise TypeError/ValueError if ``value`` breaks the rule for ``key``."""
+    """Raise ConfigError (keyed ``key``) if ``value`` breaks the rule for ``key``."""
     kind, bound = _RULES[key]
     given = f"got {value!r} ({type(value).__name__})"
     if kind == "bool":
         if not isinstance(value, bool):
-            raise TypeError(f"env_config[{key!r}] must be a bool, {given}.")
+            raise ConfigError(key, f"must be true or false, {given}")
         return
+    want = {"int": f"an int >= {bound}", "pos": "a finite number > 0", "real": "a finite number"}[kind]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        want = "an int" if kind == "int" else "a number"
-        raise TypeError(f"env_config[{key!r}] must be {want}, {given}.")
+        raise ConfigError(key, f"must be {want}, {given}")
     if kind == "int":
-        if not isinstance(value, numbers.Integral):
-            raise TypeError(f"env_config[{key!r}] must be an int, {given}.")
-        if value < bound:
-            raise ValueError(f"env_config[{key!r}] must be an int >= {bound}, {given}.")
-    elif not math.isfinite(value):
-        raise ValueError(f"env_config[{key!r}] must be finite, {given}.")
-    elif kind == "pos" and value <= 0:
-        raise ValueError(f"env_config[{key!r}] must be > 0, {given}.")
+        if not isinstance(value, numbers.Integral) or value < bound:
+            raise ConfigError(key, f"must be {want}, {given}")
+    elif not math.isfinite(value) or (kind == "pos" and value <= 0):
+        raise ConfigError(key, f"must be {want}, {given}")
 
 
 def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -92,9 +90,12 @@ def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[st
         defaults filled in.
 
     Raises:
-        TypeError: ``env_config`` is not a mapping, or a value has the wrong type.
-        ValueError: unknown key, unknown ``obs`` view, a value out of range, or
-            pixel-only keys given for the features view.
+        ConfigError: ``env_config`` is not a mapping or has unknown keys
+            (``key`` is ``""``: the section itself), or a value is of the wrong type
+            or out of range, or a pixel-only key is given for the features view
+            (``key`` names it, e.g. ``"max_cycles"``). Callers that nest the section
+            re-raise it under their prefix: the experiment loader and the registered
+            env creators report ``env_config.max_cycles: ...``.
 
     Example:
         >>> validate_pong_config({"max_cycles": 300})["obs"]
@@ -102,24 +103,23 @@ def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[st
         >>> validate_pong_config({"frame_szie": 42})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: Unknown env_config key(s) ['frame_szie'] for cooperative pong; allowed keys: ...
+        rllib_quantum.errors.ConfigError: unknown key(s) ['frame_szie']; allowed: ['obs', ...]
     """
     if env_config is None:
         env_config = {}
     if not isinstance(env_config, Mapping):
-        raise TypeError(
-            f"env_config must be a dict (or None), got {type(env_config).__name__}."
+        raise ConfigError(
+            "", f"must be a dict (or None), got {type(env_config).__name__}"
         )
     unknown = sorted(str(k) for k in env_config if k not in ALLOWED_KEYS)
     if unknown:
-        raise ValueError(
-            f"Unknown env_config key(s) {unknown} for cooperative pong; allowed keys: "
-            f"{list(ALLOWED_KEYS)}."
+        raise ConfigError(
+            "", f"unknown key(s) {unknown}; allowed: {list(ALLOWED_KEYS)}"
         )
     obs = env_config.get("obs", "features")
     if not isinstance(obs, str) or obs not in OBS_VIEWS:
-        raise ValueError(
-            f"env_config['obs'] must be one of {list(OBS_VIEWS)}, got {obs!r}."
+        raise ConfigError(
+            "obs", f"must be one of {list(OBS_VIEWS)}, got {obs!r}"
         )
     defaults = dict(GAME_DEFAULTS)
     if obs == "pixels":
@@ -127,9 +127,10 @@ def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[st
     else:
         pixel_only = sorted(k for k in PIXEL_DEFAULTS if k in env_config)
         if pixel_only:
-            raise ValueError(
-                f"env_config key(s) {pixel_only} only apply to obs='pixels', but "
-                f"obs={obs!r}; drop them or set obs='pixels'."
+            raise ConfigError(
+                pixel_only[0],
+                f"only applies to obs='pixels' (pixel-only key(s) given: {pixel_only}), "
+                f"but obs={obs!r}; drop them or set obs='pixels'",
             )
     config: dict[str, Any] = {"obs": obs}
     for key, default in defaults.items():

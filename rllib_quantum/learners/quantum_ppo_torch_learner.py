@@ -1,7 +1,7 @@
 """``QuantumPPOTorchLearner``: RLlib's PPO torch learner plus what training a circuit needs.
 
 Two additions, both inert for modules without circuits (RLlib's classical modules train exactly as
-under ``PPOTorchLearner``):
+under ``PPOTorchLearner``), and a numerical-safety check for every module:
 
 * **Per-group learning rates.** A :class:`~rllib_quantum.modules.QuantumPPORLModule` splits its
   trainable parameters into ``circuit`` (variational weights), ``input_scale``, ``output_scale``
@@ -20,6 +20,11 @@ under ``PPOTorchLearner``):
   ``quantum/<c>_input_scale_mean``   mean ``|input scaling|`` (angles per unit of encoder output)
   ``quantum/<c>_output_scale_mean``  mean ``|output scaling|`` (logit range per unit of ``<Z>``)
   ===============================  =============================================================
+
+* **Numerical safety.** Each module's loss is checked before ``backward()`` and its parameters
+  after every optimizer step; a nan or inf raises ``FloatingPointError`` naming the module (and the
+  parameters), instead of RLlib's default of zeroing non-finite gradients and training on. The
+  modules check their own inputs and outputs (see :class:`~rllib_quantum.modules.QuantumPPORLModule`).
 
 Use it with any PPO config: ``config.training(learner_class=QuantumPPOTorchLearner)``; YAML
 experiments and :func:`rllib_quantum.with_quantum_policies` set it for you.
@@ -43,6 +48,9 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, ParamDict
 
+from rllib_quantum import safety
+from rllib_quantum.modules.quantum_ppo_rlm import all_finite, non_finite_parameters
+
 DIAGNOSTICS = ("weights_grad_norm", "readout_abs_mean", "input_scale_mean", "output_scale_mean")
 _WINDOW = 20  # diagnostics are means over the last 20 minibatch updates
 
@@ -59,8 +67,14 @@ def _circuit_name(path: str) -> str:
     return path.split(".")[0]
 
 
+def _parameter_note(module: torch.nn.Module) -> str:
+    bad = non_finite_parameters(module)
+    return f"; non-finite parameters: {', '.join(bad)}" if bad else "; every parameter is finite"
+
+
 class QuantumPPOTorchLearner(PPOTorchLearner):
-    """PPO (torch) with per-group learning rates and circuit diagnostics for quantum modules."""
+    """PPO (torch) with per-group learning rates and circuit diagnostics for quantum modules, and
+    non-finite checks (loss before backward, parameters after each step) for every module."""
 
     @override(TorchLearner)
     def configure_optimizers_for_module(self, module_id: ModuleID, config=None) -> None:
@@ -82,6 +96,14 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
     @override(Learner)
     def build(self) -> None:
         super().build()
+        self._num_optimizer_steps = 0
+        safety.clear()  # a report left by an earlier run in this scope is not ours
+        # Quantum modules built from a spec the package did not write learn their id here (env
+        # runners' copies keep "<unnamed>" in their errors then; our spec builders set it everywhere).
+        for module_id, module in self.module.items():
+            module = module.unwrapped()
+            if hasattr(module, "quantum_layers") and getattr(module, "module_id", None) is None:
+                module.module_id = module_id
         # Read-out saturation is measured where the circuits run: a forward hook on each layer of
         # the modules this learner trains (env runners never get these hooks).
         self._readouts: Dict[ModuleID, Dict[str, torch.Tensor]] = {}
@@ -104,8 +126,21 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
 
         return hook
 
+    @override(Learner)
+    def update(self, *args, **kwargs):
+        # A remote env runner that hit a nan/inf was ended by RLlib's fault tolerance; stop here.
+        safety.raise_if_reported()
+        return super().update(*args, **kwargs)
+
     @override(TorchLearner)
     def compute_gradients(self, loss_per_module, **kwargs) -> ParamDict:
+        for module_id, loss in loss_per_module.items():
+            if torch.is_tensor(loss) and not all_finite(loss):
+                raise FloatingPointError(
+                    f"module {module_id!r}: non-finite loss ({loss.detach().flatten()[0].item()}) before backward, "
+                    f"optimizer step {self._num_optimizer_steps + 1} of this learner"
+                    + _parameter_note(self.module[module_id].unwrapped())
+                )
         grads = super().compute_gradients(loss_per_module, **kwargs)
         with torch.no_grad():
             for module_id in loss_per_module:
@@ -113,6 +148,20 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
                 if hasattr(module, "quantum_layers"):
                     self._log_diagnostics(module_id, module)
         return grads
+
+    @override(TorchLearner)
+    def apply_gradients(self, gradients_dict: ParamDict) -> None:
+        super().apply_gradients(gradients_dict)
+        self._num_optimizer_steps += 1
+        with torch.no_grad():
+            for module_id in self._module_optimizers:
+                module = self.module[module_id].unwrapped()
+                params = [p for p in module.parameters() if p.is_floating_point()]
+                if params and not all(map(all_finite, params)):
+                    raise FloatingPointError(
+                        f"module {module_id!r}: non-finite parameter(s) {', '.join(non_finite_parameters(module))} "
+                        f"after optimizer step {self._num_optimizer_steps} of this learner"
+                    )
 
     def _log_diagnostics(self, module_id: ModuleID, module) -> None:
         values: Dict[str, torch.Tensor] = {}

@@ -3,7 +3,10 @@
 Everything a quantum module can be told lives in :data:`DEFAULT_MODEL_CONFIG`;
 :func:`validate_model_config` checks a user's dict against it (and, given the spaces, checks that
 the encoder can take the observation) so that a bad key fails on the driver, before Ray starts
-workers.
+workers. A bad key raises :class:`~rllib_quantum.errors.ConfigError` whose ``key`` is its path
+inside the ``model_config`` (``circuit.n_qubits``, ``readout``, ``lr_multipliers.circuit``); the
+experiment loader puts ``model_config.`` in front (:meth:`ConfigError.under`), so a YAML user reads
+``model_config.circuit.n_qubits: ...``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from rllib_quantum.circuits import CircuitSpec
+from rllib_quantum.errors import ConfigError, reraise_under
 
 ENCODERS = ("auto", "none", "linear", "cnn")
 READOUTS = ("auto", "expval", "linear")
@@ -60,7 +64,7 @@ _RLLIB_KEYS = {
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
-        raise ValueError(f"model_config key {key!r} must be one of {list(allowed)}, got {value!r}")
+        raise ConfigError(key, f"must be one of {list(allowed)}, got {value!r}")
 
 
 def _int_list(key: str, value: Any, inner: Optional[int] = None) -> None:
@@ -73,19 +77,19 @@ def _int_list(key: str, value: Any, inner: Optional[int] = None) -> None:
     )
     if not good:
         shape = "a list of positive ints" if inner is None else f"a list of [{', '.join(['int'] * inner)}] lists"
-        raise TypeError(f"model_config key {key!r} must be {shape}, got {value!r}")
+        raise ConfigError(key, f"must be {shape}, got {value!r}")
 
 
 def _lr_multipliers(value: Any) -> dict:
     if not isinstance(value, Mapping):
-        raise TypeError(f"model_config key 'lr_multipliers' must be a dict over {list(PARAMETER_GROUPS)}, got {value!r}")
-    unknown = sorted(set(value) - set(PARAMETER_GROUPS))
+        raise ConfigError("lr_multipliers", f"must be a dict over {list(PARAMETER_GROUPS)}, got {value!r}")
+    unknown = sorted(str(k) for k in set(value) - set(PARAMETER_GROUPS))
     if unknown:
-        raise ValueError(f"unknown model_config key(s) {[f'lr_multipliers.{k}' for k in unknown]}; allowed: {list(PARAMETER_GROUPS)}")
+        raise ConfigError("lr_multipliers", f"unknown key(s) {unknown}; allowed: {list(PARAMETER_GROUPS)}")
     out = dict.fromkeys(PARAMETER_GROUPS, 1.0)
     for group, factor in value.items():
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
-            raise ValueError(f"model_config key 'lr_multipliers.{group}' must be a finite number >= 0, got {factor!r}")
+            raise ConfigError(f"lr_multipliers.{group}", f"must be a finite number >= 0, got {factor!r}")
         out[group] = float(factor)
     return out
 
@@ -94,6 +98,8 @@ def validate_model_config(
     model_config: Optional[Mapping[str, Any]],
     observation_space: Optional[gym.Space] = None,
     action_space: Optional[gym.Space] = None,
+    *,
+    prefix: str = "",
 ) -> dict:
     """Returns ``model_config`` with defaults filled in, or raises naming the bad key.
 
@@ -101,34 +107,57 @@ def validate_model_config(
         model_config: user keys (see :data:`DEFAULT_MODEL_CONFIG`); ``None`` means all defaults.
         observation_space: if given, the encoder is checked against it.
         action_space: if given, it must be ``Discrete`` or ``MultiDiscrete``.
+        prefix: key path of ``model_config`` itself, put in front of every error's key (default
+            none: callers that nest it re-raise under their own prefix, e.g. ``"model_config"``).
+
+    Raises:
+        ConfigError: ``key`` is the dotted path of the bad entry inside ``model_config``, e.g.
+            ``"circuit.n_qubits"``, ``"readout"``, ``"lr_multipliers.circuit"`` (``prefix`` itself
+            for a non-mapping or unknown top-level keys); ``"observation_space"`` /
+            ``"action_space"`` for spaces the module cannot take.
 
     Example:
         >>> cfg = validate_model_config({"circuit": {"n_qubits": 5}})
         >>> cfg["circuit"]["n_layers"], cfg["critic"]
         (2, 'classical')
+        >>> validate_model_config({"readout": "softmax"}, prefix="model_config")
+        Traceback (most recent call last):
+        ...
+        rllib_quantum.errors.ConfigError: model_config.readout: must be one of ['auto', 'expval', 'linear'], got 'softmax'
     """
+    with reraise_under(prefix):
+        cfg = _validate_keys(model_config)
+    if action_space is not None:
+        resolve_readout(cfg, action_space, prefix=prefix)
+    if observation_space is not None:
+        resolve_encoder(cfg, observation_space, prefix=prefix)
+    return cfg
+
+
+def _validate_keys(model_config: Optional[Mapping[str, Any]]) -> dict:
+    """The space-free checks of :func:`validate_model_config`; keys relative to ``model_config``."""
     if model_config is None:
         model_config = {}
     if not isinstance(model_config, Mapping):
-        raise TypeError(f"model_config must be a dict, got {type(model_config).__name__}")
-    unknown = sorted(set(model_config) - set(DEFAULT_MODEL_CONFIG) - _RLLIB_KEYS)
+        raise ConfigError("", f"must be a dict, got {type(model_config).__name__}")
+    unknown = sorted(str(k) for k in set(model_config) - set(DEFAULT_MODEL_CONFIG) - _RLLIB_KEYS)
     if unknown:
-        raise ValueError(f"unknown model_config key(s) {unknown}; allowed: {sorted(DEFAULT_MODEL_CONFIG)}")
+        raise ConfigError("", f"unknown key(s) {unknown}; allowed: {sorted(DEFAULT_MODEL_CONFIG)}")
     cfg = copy.deepcopy(DEFAULT_MODEL_CONFIG)
     for key in DEFAULT_MODEL_CONFIG:
         if key in model_config:
             cfg[key] = copy.deepcopy(model_config[key])
     for key in ("circuit", "critic_circuit"):
         if not isinstance(cfg[key], Mapping):
-            raise TypeError(f"model_config key {key!r} must be a dict of circuit keys, got {cfg[key]!r}")
+            raise ConfigError(key, f"must be a dict of circuit keys, got {cfg[key]!r}")
         if "n_outputs" in cfg[key]:
-            raise ValueError(
-                f"model_config key '{key}.n_outputs' is not settable: the module reads out the wires its "
-                "'readout' needs (actor) or every wire (critic)"
+            raise ConfigError(
+                f"{key}.n_outputs",
+                "is not settable: the module reads out the wires its 'readout' needs (actor) or every wire (critic)",
             )
     circuit = {**DEFAULT_MODEL_CONFIG["circuit"], **cfg["circuit"]}
     cfg["circuit"] = circuit
-    actor_spec = CircuitSpec.from_config(circuit, prefix="circuit.")
+    actor_spec = CircuitSpec.from_config(circuit, prefix="circuit")
     _choice("encoder", cfg["encoder"], ENCODERS)
     _choice("readout", cfg["readout"], READOUTS)
     _choice("critic", cfg["critic"], CRITICS)
@@ -137,18 +166,15 @@ def validate_model_config(
     cfg["lr_multipliers"] = _lr_multipliers(cfg["lr_multipliers"])
     if cfg["critic"] == "quantum":
         critic = critic_circuit_config(cfg)
-        CircuitSpec.from_config(critic, prefix="critic_circuit.")
+        CircuitSpec.from_config(critic, prefix="critic_circuit")
         if critic["n_qubits"] != actor_spec.n_qubits:
-            raise ValueError(
-                f"model_config key 'critic_circuit.n_qubits' must equal circuit.n_qubits "
-                f"({actor_spec.n_qubits}): both circuits read the same encoder output, got {critic['n_qubits']}"
+            raise ConfigError(
+                "critic_circuit.n_qubits",
+                f"must equal circuit.n_qubits ({actor_spec.n_qubits}): both circuits read the same encoder output, "
+                f"got {critic['n_qubits']}",
             )
     elif cfg["critic_circuit"]:
-        raise ValueError("model_config key 'critic_circuit' is only used with critic: 'quantum' (got critic: 'classical')")
-    if action_space is not None:
-        resolve_readout(cfg, action_space)
-    if observation_space is not None:
-        resolve_encoder(cfg, observation_space)
+        raise ConfigError("critic_circuit", "is only used with critic: 'quantum' (got critic: 'classical')")
     return cfg
 
 
@@ -163,35 +189,41 @@ def n_logits(action_space: gym.Space) -> int:
         return int(action_space.n)
     if isinstance(action_space, gym.spaces.MultiDiscrete) and np.asarray(action_space.nvec).ndim == 1:
         return int(np.sum(action_space.nvec))
-    raise ValueError(
-        f"QuantumPPORLModule takes Discrete or (1-D) MultiDiscrete action spaces, got {action_space}"
+    raise ConfigError(
+        "action_space", f"must be Discrete or (1-D) MultiDiscrete (QuantumPPORLModule takes no other), got {action_space}"
     )
 
 
-def resolve_readout(cfg: Mapping[str, Any], action_space: gym.Space) -> str:
-    """Which actor read-out ``cfg["readout"]`` means for this action space ("expval" or "linear")."""
+def resolve_readout(cfg: Mapping[str, Any], action_space: gym.Space, *, prefix: str = "") -> str:
+    """Which actor read-out ``cfg["readout"]`` means for this action space ("expval" or "linear").
+
+    Raises ``ConfigError`` (key ``readout`` under ``prefix``, or ``action_space``) when they do not fit.
+    """
     logits, n_qubits = n_logits(action_space), cfg["circuit"]["n_qubits"]
     readout = cfg["readout"]
     if readout == "auto":
         return "expval" if logits <= n_qubits else "linear"
     if readout == "expval" and logits > n_qubits:
-        raise ValueError(
-            f"model_config key 'readout': 'expval' reads one wire per logit, but the action space needs "
-            f"{logits} logits and circuit.n_qubits is {n_qubits}; use 'linear' or more qubits"
-        )
+        raise ConfigError(
+            "readout",
+            f"'expval' reads one wire per logit, but the action space needs {logits} logits and "
+            f"circuit.n_qubits is {n_qubits}; use 'linear' or more qubits",
+        ).under(prefix)
     return readout
 
 
-def resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space) -> str:
+def resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space, *, prefix: str = "") -> str:
     """Which encoder ``cfg["encoder"]`` means for this observation space ("none", "linear", "cnn").
 
-    Raises ``ValueError`` when the chosen encoder cannot take the observation.
+    Raises ``ConfigError`` (key ``encoder`` or ``conv_filters`` under ``prefix``, or
+    ``observation_space``) when the chosen encoder cannot take the observation.
     """
     n_qubits = cfg["circuit"]["n_qubits"]
     if not isinstance(observation_space, gym.spaces.Box):
-        raise ValueError(
-            f"QuantumPPORLModule takes Box observations (a vector, or an image H x W x C), got {observation_space}; "
-            "flatten or wrap the env's observations first"
+        raise ConfigError(
+            "observation_space",
+            f"must be a Box (a vector, or an image H x W x C) for QuantumPPORLModule, got {observation_space}; "
+            "flatten or wrap the env's observations first",
         )
     shape = observation_space.shape
     choice = cfg["encoder"]
@@ -201,26 +233,27 @@ def resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space) -> str
         elif len(shape) == 1:
             choice = "none" if shape[0] <= n_qubits else "linear"
         else:
-            raise ValueError(
-                f"model_config key 'encoder': 'auto' handles vector (D,) or image (H, W, C) observations, "
-                f"got shape {shape}"
-            )
+            raise ConfigError(
+                "encoder", f"'auto' handles vector (D,) or image (H, W, C) observations, got shape {shape}"
+            ).under(prefix)
     if choice == "none" and (len(shape) != 1 or shape[0] > n_qubits):
-        raise ValueError(
-            f"model_config key 'encoder': 'none' needs a vector observation of at most n_qubits={n_qubits} "
-            f"numbers, got shape {shape}; use 'linear' (vectors) or 'cnn' (images)"
-        )
+        raise ConfigError(
+            "encoder",
+            f"'none' needs a vector observation of at most n_qubits={n_qubits} numbers, got shape {shape}; "
+            "use 'linear' (vectors) or 'cnn' (images)",
+        ).under(prefix)
     if choice == "linear" and len(shape) != 1:
-        raise ValueError(f"model_config key 'encoder': 'linear' needs a vector observation, got shape {shape}")
+        raise ConfigError("encoder", f"'linear' needs a vector observation, got shape {shape}").under(prefix)
     if choice == "cnn":
         if len(shape) != 3:
-            raise ValueError(f"model_config key 'encoder': 'cnn' needs an image observation (H, W, C), got shape {shape}")
+            raise ConfigError("encoder", f"'cnn' needs an image observation (H, W, C), got shape {shape}").under(prefix)
         h, w = shape[0], shape[1]
         for i, (_, kernel, stride) in enumerate(cfg["conv_filters"]):
             h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
             if h < 1 or w < 1:
-                raise ValueError(
-                    f"model_config key 'conv_filters': layer {i} (kernel {kernel}, stride {stride}) does not fit an "
-                    f"observation of shape {shape}; use smaller kernels/strides or larger frames"
-                )
+                raise ConfigError(
+                    "conv_filters",
+                    f"layer {i} (kernel {kernel}, stride {stride}) does not fit an observation of shape {shape}; "
+                    "use smaller kernels/strides or larger frames",
+                ).under(prefix)
     return choice
