@@ -261,9 +261,10 @@ def _sections(spec: Mapping[str, Any]) -> dict:
 def _build_modules_locally(config) -> dict:
     """Every module built on the driver (milliseconds): an encoder or RLlib catalog that cannot take
     its observation fails here, naming the module, instead of inside an env runner."""
-    import numpy as np
     import torch
     from ray.rllib.core.columns import Columns
+    from ray.rllib.utils.spaces.space_utils import batch as batch_of
+    from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
     spec = config.rl_module_spec
     built = {}
@@ -272,7 +273,7 @@ def _build_modules_locally(config) -> dict:
             module = built[module_id] = module_spec.build()
             # One forward on a sampled observation: shapes that only clash in forward (a CNN
             # larger than the frame) clash here.
-            obs = torch.as_tensor(np.stack([module_spec.observation_space.sample()]))
+            obs = convert_to_torch_tensor(batch_of([module_spec.observation_space.sample()]))
             with torch.no_grad():
                 module.forward_exploration({Columns.OBS: obs})
         except ConfigError as err:

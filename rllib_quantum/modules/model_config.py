@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from rllib_quantum.circuits import CircuitSpec
+from rllib_quantum.modules.observations import encoder_input_shape
 from rllib_quantum.errors import ConfigError, reraise_under
 
 ENCODERS = ("auto", "none", "linear", "cnn")
@@ -212,30 +213,69 @@ def resolve_readout(cfg: Mapping[str, Any], action_space: gym.Space, *, prefix: 
     return readout
 
 
+# Layers the auto encoder uses for frames too small for ``conv_filters`` (a 7x7 grid view, say):
+# 3x3 kernels at stride 1, each kernel clipped to what is left of the frame.
+SMALL_IMAGE_FILTERS = [[16, 3, 1], [32, 3, 1]]
+
+
+def _conv_fits(shape, filters) -> Optional[int]:
+    """The index of the first layer of ``filters`` that does not fit ``shape`` (H, W, C), or None."""
+    h, w = shape[0], shape[1]
+    for i, (_, kernel, stride) in enumerate(filters):
+        h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+        if h < 1 or w < 1:
+            return i
+    return None
+
+
+def fit_small_image_filters(shape) -> list:
+    """:data:`SMALL_IMAGE_FILTERS` with every kernel clipped to what is left of an ``(H, W, C)`` frame."""
+    h, w = shape[0], shape[1]
+    out = []
+    for channels, kernel, stride in SMALL_IMAGE_FILTERS:
+        kernel = max(1, min(kernel, h, w))
+        out.append([channels, kernel, stride])
+        h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    return out
+
+
+def resolve_conv_filters(cfg: Mapping[str, Any], observation_space: gym.Space, *, prefix: str = "") -> list:
+    """The CNN layers for an image observation: ``cfg["conv_filters"]`` when they fit the frame;
+    with ``encoder: auto`` and the default filters, small frames get :func:`fit_small_image_filters`
+    (as RLlib's catalog picks filters by frame size); else :class:`ConfigError` on ``conv_filters``."""
+    shape = encoder_input_shape(observation_space)
+    filters = [list(f) for f in cfg["conv_filters"]]
+    bad = _conv_fits(shape, filters)
+    if bad is None:
+        return filters
+    if cfg["encoder"] == "auto" and filters == DEFAULT_MODEL_CONFIG["conv_filters"]:
+        return fit_small_image_filters(shape)
+    kernel, stride = filters[bad][1], filters[bad][2]
+    raise ConfigError(
+        "conv_filters",
+        f"layer {bad} (kernel {kernel}, stride {stride}) does not fit an observation of shape {shape}; "
+        "use smaller kernels/strides or larger frames (or leave conv_filters unset: small frames then get "
+        f"{SMALL_IMAGE_FILTERS} clipped to fit)",
+    ).under(prefix)
+
+
 def resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space, *, prefix: str = "") -> str:
     """Which encoder ``cfg["encoder"]`` means for this observation space ("none", "linear", "cnn").
 
-    Raises ``ConfigError`` (key ``encoder`` or ``conv_filters`` under ``prefix``, or
-    ``observation_space``) when the chosen encoder cannot take the observation.
+    Any space of :data:`~rllib_quantum.modules.observations.SUPPORTED` works: images ``(H, W, C)``
+    go to the CNN, everything else is flattened to a vector first (one-hots for discrete parts,
+    see :mod:`rllib_quantum.modules.observations`). Raises ``ConfigError`` (key ``encoder`` or
+    ``conv_filters`` under ``prefix``, or ``observation_space``) when the chosen encoder cannot
+    take the observation.
     """
     n_qubits = cfg["circuit"]["n_qubits"]
-    if not isinstance(observation_space, gym.spaces.Box):
-        raise ConfigError(
-            "observation_space",
-            f"must be a Box (a vector, or an image H x W x C) for QuantumPPORLModule, got {observation_space}; "
-            "flatten or wrap the env's observations first",
-        )
-    shape = observation_space.shape
+    shape = encoder_input_shape(observation_space)  # raises for unsupported spaces
     choice = cfg["encoder"]
     if choice == "auto":
         if len(shape) == 3:
             choice = "cnn"
-        elif len(shape) == 1:
-            choice = "none" if shape[0] <= n_qubits else "linear"
         else:
-            raise ConfigError(
-                "encoder", f"'auto' handles vector (D,) or image (H, W, C) observations, got shape {shape}"
-            ).under(prefix)
+            choice = "none" if shape[0] <= n_qubits else "linear"
     if choice == "none" and (len(shape) != 1 or shape[0] > n_qubits):
         raise ConfigError(
             "encoder",
@@ -247,13 +287,5 @@ def resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space, *, pre
     if choice == "cnn":
         if len(shape) != 3:
             raise ConfigError("encoder", f"'cnn' needs an image observation (H, W, C), got shape {shape}").under(prefix)
-        h, w = shape[0], shape[1]
-        for i, (_, kernel, stride) in enumerate(cfg["conv_filters"]):
-            h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
-            if h < 1 or w < 1:
-                raise ConfigError(
-                    "conv_filters",
-                    f"layer {i} (kernel {kernel}, stride {stride}) does not fit an observation of shape {shape}; "
-                    "use smaller kernels/strides or larger frames",
-                ).under(prefix)
+        resolve_conv_filters(cfg, observation_space, prefix=prefix)
     return choice

@@ -23,10 +23,12 @@ from rllib_quantum import safety
 from rllib_quantum.circuits import QuantumLayer
 from rllib_quantum.errors import reraise_under
 from rllib_quantum.modules.encoders import build_encoder, mlp
+from rllib_quantum.modules.observations import ObservationFlattener, encoder_input_shape
 from rllib_quantum.modules.model_config import (
     PARAMETER_GROUPS,
     critic_circuit_config,
     n_logits,
+    resolve_conv_filters,
     resolve_encoder,
     resolve_readout,
     validate_model_config,
@@ -117,7 +119,10 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         logits = n_logits(self.action_space)
 
         kind = resolve_encoder(cfg, self.observation_space)
-        self.encoder = build_encoder(kind, self.observation_space.shape, n_qubits, cfg["conv_filters"])
+        filters = resolve_conv_filters(cfg, self.observation_space) if kind == "cnn" else cfg["conv_filters"]
+        # Any supported space -> a float image or vector (one-hots, flattened Dict/Tuple, pixels / 255).
+        self.flatten = ObservationFlattener(self.observation_space)
+        self.encoder = build_encoder(kind, encoder_input_shape(self.observation_space), n_qubits, filters)
 
         readout = resolve_readout(cfg, self.action_space)
         with reraise_under("circuit"):  # e.g. execution: 'fast' the fast path cannot run
@@ -136,11 +141,11 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             )
         else:
             self.action_dist_cls = TorchCategorical
-        self.resolved_model_config = {**cfg, "encoder": kind, "readout": readout}
+        self.resolved_model_config = {**cfg, "encoder": kind, "readout": readout, "conv_filters": filters}
 
     # ---- forward passes (RLlib calls the public forward_* methods; we override the private ones)
     def _logits(self, batch: Dict[str, Any], where: str) -> Dict[str, Any]:
-        obs = self._check_finite(batch[Columns.OBS], "observation", where)
+        obs = self._check_finite(self.flatten(batch[Columns.OBS]), "observation", where)
         logits = self.actor_head(self.actor(self.encoder(obs)))
         return {Columns.ACTION_DIST_INPUTS: self._check_finite(logits, "logits", where)}
 
@@ -158,7 +163,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     @override(TorchRLModule)
     def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        obs = self._check_finite(batch[Columns.OBS], "observation", "forward_train")
+        obs = self._check_finite(self.flatten(batch[Columns.OBS]), "observation", "forward_train")
         embeddings = self.encoder(obs)
         return {
             Columns.ACTION_DIST_INPUTS: self._check_finite(
@@ -170,7 +175,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     @override(ValueFunctionAPI)
     def compute_values(self, batch: Dict[str, Any], embeddings: Optional[Any] = None) -> TensorType:
         if embeddings is None:
-            embeddings = self.encoder(self._check_finite(batch[Columns.OBS], "observation", "compute_values"))
+            embeddings = self.encoder(self._check_finite(self.flatten(batch[Columns.OBS]), "observation", "compute_values"))
         return self._check_finite(self.critic(embeddings).squeeze(-1), "value", "compute_values")
 
     # ---- numerical safety --------------------------------------------------------------------------
