@@ -107,7 +107,7 @@ def test_inference_only_copy_drops_critic_and_loads_learner_state():
         (IMG, D3, {"conv_filters": [[16, 50, 4]]}, "conv_filters", r"layer 0 \(kernel 50, stride 4\) does not fit"),
         (gym.spaces.Box(0, 1, (4, 4), np.float32), D3, {"encoder": "cnn"}, "encoder", r"'cnn' needs an image observation"),
         (gym.spaces.Dict({"a": gym.spaces.Text(4)}), D3, {}, "observation_space", r"must be one of Box .*Dict, Tuple"),
-        (VEC5, gym.spaces.Box(-1, 1, (2,)), {}, "action_space", r"must be Discrete or \(1-D\) MultiDiscrete"),
+        (VEC5, gym.spaces.Box(-1, 1, (2, 2)), {}, "action_space", r"must be Discrete, \(1-D\) MultiDiscrete or a 1-D Box"),
         (VEC5, gym.spaces.Discrete(7), {"readout": "expval"}, "readout", r"'expval' reads one wire per logit"),
         (VEC5, D3, {"critic": "quantum", "critic_circuit": {"n_qubits": 3}}, "critic_circuit.n_qubits", r"must equal circuit\.n_qubits \(4\)"),
         (VEC5, D3, {"critic": "quantum", "critic_circuit": {"n_layers": 0}}, "critic_circuit.n_layers", r"must be an int >= 1"),
@@ -163,3 +163,20 @@ def test_experiment_yaml_errors_carry_the_full_key_path_once():
     with pytest.raises(ConfigError) as info:
         load_experiment(path, {"model_config.readout": "softmax"})
     assert info.value.key == "model_config.readout"
+
+
+def test_sampling_passes_build_no_graph_and_reuse_the_circuit_cache():
+    """forward_inference/forward_exploration run without autograd (as RLlib's defaults do), so
+    sampling neither builds a graph nor recompiles the circuit's weights each step."""
+    module = QuantumPPORLModule(
+        observation_space=VEC5, action_space=gym.spaces.Discrete(3),
+        model_config={"circuit": {"n_qubits": 5, "n_layers": 2}},
+    )
+    batch = {Columns.OBS: torch.rand(4, 5)}
+    for forward in (module.forward_inference, module.forward_exploration):
+        out = forward(batch)[Columns.ACTION_DIST_INPUTS]
+        assert not out.requires_grad and out.grad_fn is None
+    key = module.actor._weights_cache.key
+    module.forward_exploration(batch)
+    assert module.actor._weights_cache.key == key  # cached, not recompiled
+    assert module.forward_train(batch)[Columns.ACTION_DIST_INPUTS].requires_grad

@@ -118,11 +118,11 @@ def test_swap_errors_that_depend_on_a_module_name_it():
     obs, act = gym.spaces.Box(-1, 1, (5,), np.float32), gym.spaces.Discrete(7)
     config = rllib_style_config().rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={
         "paddle_0": RLModuleSpec(observation_space=obs, action_space=act),
-        "paddle_1": RLModuleSpec(observation_space=obs, action_space=gym.spaces.Box(-1, 1, (2,))),
+        "paddle_1": RLModuleSpec(observation_space=obs, action_space=gym.spaces.Box(-1, 1, (2, 2))),
     }))
     with pytest.raises(ConfigError, match=r"^model_config\['paddle_0'\]\.readout: 'expval' reads one wire per logit") as info:
         with_quantum_policies(config, modules=["paddle_0"], readout="expval", circuit={"n_qubits": 5})
     assert info.value.key == "model_config['paddle_0'].readout"
-    with pytest.raises(ConfigError, match=r"^modules\['paddle_1'\]\.action_space: must be Discrete") as info:
+    with pytest.raises(ConfigError, match=r"^modules\['paddle_1'\]\.action_space: must be Discrete, \(1-D\) MultiDiscrete or a 1-D Box") as info:
         with_quantum_policies(config, modules=["paddle_1"])
     assert info.value.key == "modules['paddle_1'].action_space"

@@ -36,7 +36,8 @@ DEFAULT_MODEL_CONFIG: dict = {
     "encoder": "auto",
     # CNN layers [out_channels, kernel, stride] ("valid" padding), then a linear map to n_qubits.
     "conv_filters": [[16, 8, 4], [32, 4, 2]],
-    # Actor read-out: "expval" = logits are the output-scaled <Z_i> of the first n_logits wires;
+    # Actor read-out (logits, or Gaussian means for Box actions): "expval" = the output-scaled <Z_i>
+    # of the first n_logits wires;
     # "linear" = a linear layer on all n_qubits <Z_i>; "auto" = expval when it fits, else linear.
     "readout": "auto",
     # Critic: "classical" = MLP on the encoder's output; "quantum" = its own circuit + linear head.
@@ -185,13 +186,18 @@ def critic_circuit_config(cfg: Mapping[str, Any]) -> dict:
 
 
 def n_logits(action_space: gym.Space) -> int:
-    """Number of policy logits for a ``Discrete`` or ``MultiDiscrete`` action space."""
+    """How many numbers the actor's read-out makes: logits for ``Discrete`` (n) and ``MultiDiscrete``
+    (sum of nvec), Gaussian means for a 1-D ``Box`` (its size; the log-stds are a separate,
+    state-independent parameter)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return int(action_space.n)
     if isinstance(action_space, gym.spaces.MultiDiscrete) and np.asarray(action_space.nvec).ndim == 1:
         return int(np.sum(action_space.nvec))
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return int(action_space.shape[0])
     raise ConfigError(
-        "action_space", f"must be Discrete or (1-D) MultiDiscrete (QuantumPPORLModule takes no other), got {action_space}"
+        "action_space",
+        f"must be Discrete, (1-D) MultiDiscrete or a 1-D Box (QuantumPPORLModule takes no other), got {action_space}",
     )
 
 

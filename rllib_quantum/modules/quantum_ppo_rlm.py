@@ -13,7 +13,11 @@ import torch
 from torch import nn
 
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchMultiCategorical
+from ray.rllib.core.distribution.torch.torch_distribution import (
+    TorchCategorical,
+    TorchDiagGaussian,
+    TorchMultiCategorical,
+)
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
@@ -135,10 +139,15 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         else:
             self.critic = mlp(n_qubits, cfg["critic_hiddens"], 1)
 
+        # Box actions: a diagonal Gaussian whose means are the read-outs and whose log-stds are one
+        # learned, state-independent parameter per action dimension (RLlib's free_log_std).
+        self.log_std = nn.Parameter(torch.zeros(logits)) if isinstance(self.action_space, gym.spaces.Box) else None
         if isinstance(self.action_space, gym.spaces.MultiDiscrete):
             self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
                 input_lens=[int(n) for n in np.asarray(self.action_space.nvec)]
             )
+        elif self.log_std is not None:
+            self.action_dist_cls = TorchDiagGaussian
         else:
             self.action_dist_cls = TorchCategorical
         self.resolved_model_config = {**cfg, "encoder": kind, "readout": readout, "conv_filters": filters}
@@ -146,20 +155,30 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     # ---- forward passes (RLlib calls the public forward_* methods; we override the private ones)
     def _logits(self, batch: Dict[str, Any], where: str) -> Dict[str, Any]:
         obs = self._check_finite(self.flatten(batch[Columns.OBS]), "observation", where)
-        logits = self.actor_head(self.actor(self.encoder(obs)))
+        logits = self._dist_inputs(self.actor_head(self.actor(self.encoder(obs))))
         return {Columns.ACTION_DIST_INPUTS: self._check_finite(logits, "logits", where)}
+
+    def _dist_inputs(self, readout: torch.Tensor) -> torch.Tensor:
+        """Logits as they are; for Box actions ``[means, log_stds]`` (TorchDiagGaussian's inputs)."""
+        if self.log_std is None:
+            return readout
+        return torch.cat([readout, self.log_std.expand_as(readout)], dim=-1)
 
     @override(TorchRLModule)
     def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
         return self._logits(batch, "forward")
 
+    # Inference and exploration run without autograd, as TorchRLModule's defaults do: no graph is
+    # built while sampling, and the circuit's weights-only operators come from its cache.
     @override(TorchRLModule)
     def _forward_inference(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        return self._logits(batch, "forward_inference")
+        with torch.no_grad():
+            return self._logits(batch, "forward_inference")
 
     @override(TorchRLModule)
     def _forward_exploration(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        return self._logits(batch, "forward_exploration")
+        with torch.no_grad():
+            return self._logits(batch, "forward_exploration")
 
     @override(TorchRLModule)
     def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
@@ -167,7 +186,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         embeddings = self.encoder(obs)
         return {
             Columns.ACTION_DIST_INPUTS: self._check_finite(
-                self.actor_head(self.actor(embeddings)), "logits", "forward_train"
+                self._dist_inputs(self.actor_head(self.actor(embeddings))), "logits", "forward_train"
             ),
             Columns.EMBEDDINGS: embeddings,
         }
