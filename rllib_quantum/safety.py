@@ -90,16 +90,18 @@ class RemoteRunnerError(RuntimeError):
 
 
 ENV_ERROR = "env error: "
+MODULE_ERROR = "module error: "
 
 
 def raise_if_reported() -> None:
     """Re-raises what a remote env runner of this run reported: ``FloatingPointError`` for a nan/inf,
-    :class:`RemoteRunnerError` for an env's exception."""
+    :class:`RemoteRunnerError` for an exception of its env or of a module's forward pass."""
     message = reported()
-    if message and message.startswith(ENV_ERROR):
-        raise RemoteRunnerError(
-            f"{message[len(ENV_ERROR):]} (raised by the env on a remote env runner, which RLlib ended; the run stops here)"
-        )
+    for prefix, source in ((ENV_ERROR, "the env"), (MODULE_ERROR, "a module")):
+        if message and message.startswith(prefix):
+            raise RemoteRunnerError(
+                f"{message[len(prefix):]} (raised by {source} on a remote env runner, which RLlib ended; the run stops here)"
+            )
     if message:
         raise FloatingPointError(f"{message} (on a remote env runner, which RLlib ended; the run stops here)")
 

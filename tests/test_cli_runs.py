@@ -195,3 +195,4 @@ def test_an_env_error_on_a_remote_runner_stops_the_run_with_its_message(ray_sess
     message = _failure_of(creator, storage, iterations=3)
     assert "ValueError: ball left the known universe (in env.step)" in message, message
     assert len(message.splitlines()) == 1
+

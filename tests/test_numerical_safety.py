@@ -141,3 +141,33 @@ def test_a_diverging_optimizer_step_is_caught_after_the_step(build_algo):
     optimizers["circuit"].register_step_post_hook(diverge)
     with pytest.raises(FloatingPointError, match=r"^module 'paddle_0': non-finite parameter\(s\) actor\.weights after optimizer step 1 of this learner$"):
         algo.train()
+
+
+def test_a_module_error_on_a_remote_runner_is_reported_for_the_learner(monkeypatch):
+    """A forward pass that fails on a remote env runner (observations that do not match the declared
+    space) leaves its message for the learner, like a nan does; the learner raises it as a
+    RemoteRunnerError. (The Ray round trip is the one tests/test_cli_runs.py runs for env errors.)"""
+    import gymnasium as gym
+    import numpy as np
+    import pytest
+    import torch
+
+    from ray.rllib.core.columns import Columns
+    from rllib_quantum import QuantumPPORLModule, safety
+
+    reports = []
+    monkeypatch.setattr(safety, "in_remote_actor", lambda: True)
+    monkeypatch.setattr(safety, "report", reports.append)
+    module = QuantumPPORLModule(
+        observation_space=gym.spaces.Box(-1, 1, (5,), np.float32), action_space=gym.spaces.Discrete(3),
+        inference_only=True, model_config={"circuit": {"n_qubits": 5, "n_layers": 1}, "module_id": "paddle_0"},
+    )
+    with pytest.raises(ValueError, match=r"observations of shape \(4, 7\) do not match the declared observation space"):
+        module.forward_exploration({Columns.OBS: torch.rand(4, 7)})
+    assert reports == [
+        "module error: module 'paddle_0': ValueError: observations of shape (4, 7) do not match the declared "
+        "observation space Box(-1.0, 1.0, (5,), float32) (expected (batch, 5)) (in forward_exploration)"
+    ]
+    monkeypatch.setattr(safety, "reported", lambda: reports[0])
+    with pytest.raises(safety.RemoteRunnerError, match=r"^module 'paddle_0': ValueError: .*raised by a module on a remote env runner"):
+        safety.raise_if_reported()

@@ -92,9 +92,20 @@ class ObservationFlattener(nn.Module):
 
     def forward(self, obs: Any) -> torch.Tensor:
         if self.image:
-            obs = torch.as_tensor(obs).float()
+            obs = _checked(self.space, torch.as_tensor(obs)).float()
             return obs / self.scale if self.scale != 1.0 else obs
         return _flatten(self.space, obs)
+
+
+def _checked(space: gym.spaces.Box, obs: torch.Tensor) -> torch.Tensor:
+    """``obs``, a batch of ``space``'s observations, or ValueError naming both shapes (a batch whose
+    trailing shape differs would otherwise be reshaped or padded silently)."""
+    if tuple(obs.shape[-len(space.shape):]) != tuple(space.shape) or obs.dim() > len(space.shape) + 1:
+        raise ValueError(
+            f"observations of shape {tuple(obs.shape)} do not match the declared observation space {space} "
+            f"(expected (batch, {', '.join(map(str, space.shape))}))"
+        )
+    return obs
 
 
 def _flatten(space: gym.Space, obs: Any) -> torch.Tensor:
@@ -112,6 +123,8 @@ def _flatten(space: gym.Space, obs: Any) -> torch.Tensor:
             [nn.functional.one_hot(obs[:, i] - int(start[i]), int(n)).float() for i, n in enumerate(np.asarray(space.nvec))],
             dim=-1,
         )
+    if isinstance(space, gym.spaces.Box):
+        obs = _checked(space, obs)
     batch = obs.shape[0] if obs.dim() > len(space.shape) else 1
     flat = obs.reshape(batch, -1).float()
     if isinstance(space, gym.spaces.Box) and not np.issubdtype(space.dtype, np.floating):

@@ -154,8 +154,16 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     # ---- forward passes (RLlib calls the public forward_* methods; we override the private ones)
     def _logits(self, batch: Dict[str, Any], where: str) -> Dict[str, Any]:
-        obs = self._check_finite(self.flatten(batch[Columns.OBS]), "observation", where)
-        logits = self._dist_inputs(self.actor_head(self.actor(self.encoder(obs))))
+        try:
+            obs = self._check_finite(self.flatten(batch[Columns.OBS]), "observation", where)
+            logits = self._dist_inputs(self.actor_head(self.actor(self.encoder(obs))))
+        except FloatingPointError:
+            raise  # reported by _check_finite
+        except Exception as err:  # e.g. observations that do not match the declared space
+            if self.inference_only and safety.in_remote_actor():
+                first = (str(err).strip().splitlines() or [""])[0]
+                safety.report(f"{safety.MODULE_ERROR}module {self.module_id or '<unnamed>'!r}: {type(err).__name__}: {first} (in {where})")
+            raise
         return {Columns.ACTION_DIST_INPUTS: self._check_finite(logits, "logits", where)}
 
     def _dist_inputs(self, readout: torch.Tensor) -> torch.Tensor:
