@@ -106,6 +106,11 @@ def raise_if_reported() -> None:
         raise FloatingPointError(f"{message} (on a remote env runner, which RLlib ended; the run stops here)")
 
 
+def describe(err: BaseException) -> str:
+    """``Type: first line of the message``: how a worker's error is reported."""
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+
+
 def report_errors(env):
     """Makes ``env``'s ``reset``/``step`` report their exceptions (then raise them as before) when
     they run on a remote env runner, so that the run stops with the env's own error instead of
@@ -127,8 +132,7 @@ def report_errors(env):
                 return _method(*args, **kwargs)
             except Exception as err:
                 if in_remote_actor():
-                    first = (str(err).strip().splitlines() or [""])[0]
-                    report(f"{ENV_ERROR}{type(err).__name__}: {first} (in env.{_name})")
+                    report(f"{ENV_ERROR}{describe(err)} (in env.{_name})")
                 raise
 
         setattr(env, name, reporting)

@@ -16,3 +16,25 @@ TINY_QUANTUM = {**TINY, "model_config.circuit.n_qubits": 5, "model_config.circui
 def tiny(module_kind: str, **extra):
     """TINY overrides for ``module_kind`` ("quantum" or "classical") plus ``extra`` dotted keys."""
     return {**(TINY_QUANTUM if module_kind == "quantum" else TINY), **extra}
+
+
+def swapped_gym_config(gym_id: str, n_qubits: int):
+    """The usual RLlib multi-agent config on gymnasium's ``gym_id`` for 2 agents (RLlib's
+    ``make_multi_agent``; ``policies={"p0", "p1"}`` with a ``policy_mapping_fn``, no module spec),
+    tiny batches, local env runner, quantum policies swapped in with one call."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.env.multi_agent_env import make_multi_agent
+    from ray.tune.registry import register_env
+
+    from rllib_quantum import with_quantum_policies
+
+    name = f"rq_test_{gym_id}_x2"
+    register_env(name, lambda cfg: make_multi_agent(gym_id)({"num_agents": 2}))
+    config = (
+        PPOConfig()
+        .environment(name)
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda aid, *a, **k: f"p{aid}")
+        .env_runners(num_env_runners=0)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    return with_quantum_policies(config, circuit={"n_qubits": n_qubits, "n_layers": 1})

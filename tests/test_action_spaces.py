@@ -11,6 +11,8 @@ from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussi
 from rllib_quantum import QuantumPPORLModule
 from rllib_quantum.errors import ConfigError
 
+from _tiny import swapped_gym_config
+
 OBS = gym.spaces.Box(-1, 1, (3,), np.float32)
 
 
@@ -51,21 +53,7 @@ def test_box_actions_that_do_not_fit_are_refused():
 def test_swap_in_on_pendulum_with_continuous_actions(build_algo):
     """gymnasium's Pendulum (Box(-2, 2, (1,)) actions) for 2 agents, RLlib's usual multi-agent config,
     one swap call: the module samples, trains, and its log-std learns."""
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.env.multi_agent_env import make_multi_agent
-    from ray.tune.registry import register_env
-
-    from rllib_quantum import with_quantum_policies
-
-    register_env("rq_test_pendulum_x2", lambda cfg: make_multi_agent("Pendulum-v1")({"num_agents": 2}))
-    config = (
-        PPOConfig()
-        .environment("rq_test_pendulum_x2")
-        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda aid, *a, **k: f"p{aid}")
-        .env_runners(num_env_runners=0)
-        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
-    )
-    config = with_quantum_policies(config, circuit={"n_qubits": 3, "n_layers": 1})
+    config = swapped_gym_config("Pendulum-v1", n_qubits=3)
     algo = build_algo(config)
     before = algo.get_module("p0").log_std.detach().clone()
     result = algo.train()

@@ -12,6 +12,8 @@ from rllib_quantum import QuantumPPORLModule
 from rllib_quantum.errors import ConfigError
 from rllib_quantum.modules.observations import ObservationFlattener, encoder_input_shape
 
+from _tiny import swapped_gym_config
+
 FLAT_SPACES = {
     "discrete": gym.spaces.Discrete(4),
     "discrete-start": gym.spaces.Discrete(3, start=-1),
@@ -90,21 +92,7 @@ def test_explicit_filters_that_do_not_fit_and_unsupported_spaces_are_refused():
 def test_swap_in_on_frozen_lake_with_discrete_observations(build_algo):
     """RLlib's `make_multi_agent` on gymnasium's FrozenLake (Discrete(16) observations), the usual
     `.multi_agent(policies={...}, policy_mapping_fn=...)` config, one swap call, one iteration."""
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.env.multi_agent_env import make_multi_agent
-    from ray.tune.registry import register_env
-
-    from rllib_quantum import with_quantum_policies
-
-    register_env("rq_test_frozen_lake_x2", lambda cfg: make_multi_agent("FrozenLake-v1")({"num_agents": 2}))
-    config = (
-        PPOConfig()
-        .environment("rq_test_frozen_lake_x2")
-        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda aid, *a, **k: f"p{aid}")
-        .env_runners(num_env_runners=0)
-        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
-    )
-    config = with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1})
+    config = swapped_gym_config("FrozenLake-v1", n_qubits=4)
     algo = build_algo(config)
     result = algo.train()
     assert result["learners"]["p0"]["num_module_steps_trained"] > 0

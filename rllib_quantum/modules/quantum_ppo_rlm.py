@@ -161,8 +161,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             raise  # reported by _check_finite
         except Exception as err:  # e.g. observations that do not match the declared space
             if self.inference_only and safety.in_remote_actor():
-                first = (str(err).strip().splitlines() or [""])[0]
-                safety.report(f"{safety.MODULE_ERROR}module {self.module_id or '<unnamed>'!r}: {type(err).__name__}: {first} (in {where})")
+                safety.report(f"{safety.MODULE_ERROR}module {self.module_id or '<unnamed>'!r}: {safety.describe(err)} (in {where})")
             raise
         return {Columns.ACTION_DIST_INPUTS: self._check_finite(logits, "logits", where)}
 
