@@ -2,14 +2,16 @@
 
 Public API (documented in README.md):
 
-- circuits: :class:`CircuitSpec`, :class:`QuantumLayer`, :func:`build_qnode`, :func:`draw_circuit`
-- modules: :class:`QuantumPPORLModule`, :data:`DEFAULT_MODEL_CONFIG`, :func:`validate_model_config`
+- circuits: :class:`CircuitSpec`, :class:`QuantumLayer`, :func:`build_qnode`, :func:`draw_circuit`,
+  :func:`stacked_forward`
+- modules: :class:`QuantumPPORLModule`, :class:`StackedQuantumMultiRLModule`,
+  :class:`QuantumModelConfig`, :data:`DEFAULT_MODEL_CONFIG`, :func:`validate_model_config`
 - learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, circuit diagnostics)
 - evaluation: :func:`evaluate_modules`, :func:`load_modules`, :class:`EvaluationReport`
 - experiments: :func:`load_experiment`, :func:`build_experiment`, :class:`Experiment`
 - strategies: :data:`STRATEGIES`, :func:`plan_strategy`, :func:`module_spec`
 - envs: :func:`register_envs`, :func:`make_cooperative_pong`, :class:`JointAgentEnv`,
-  :data:`COOPERATIVE_PONG`, :data:`COOPERATIVE_PONG_JOINT`
+  :data:`COOPERATIVE_PONG`, :data:`COOPERATIVE_PONG_JOINT`, :data:`SIMPLE_SPREAD`
 - averaging: :class:`ParameterAveragingCallback`, :func:`averaging_callback`
 - swap-in: :func:`with_quantum_policies`
 - search: :func:`load_search`
@@ -18,7 +20,7 @@ Public API (documented in README.md):
 """
 
 from rllib_quantum.callbacks import ParameterAveragingCallback, averaging_callback
-from rllib_quantum.circuits import CircuitSpec, QuantumLayer, build_qnode
+from rllib_quantum.circuits import CircuitSpec, QuantumLayer, build_qnode, stacked_forward
 from rllib_quantum.circuits import draw as draw_circuit
 from rllib_quantum.config import Experiment, build_experiment, load_experiment
 from rllib_quantum.errors import ConfigError
@@ -26,12 +28,19 @@ from rllib_quantum.evaluation import EvaluationReport, evaluate_modules, load_mo
 from rllib_quantum.envs import (
     COOPERATIVE_PONG,
     COOPERATIVE_PONG_JOINT,
+    SIMPLE_SPREAD,
     JointAgentEnv,
     make_cooperative_pong,
     register_envs,
 )
 from rllib_quantum.learners import QuantumPPOTorchLearner
-from rllib_quantum.modules import DEFAULT_MODEL_CONFIG, QuantumPPORLModule, validate_model_config
+from rllib_quantum.modules import (
+    DEFAULT_MODEL_CONFIG,
+    QuantumModelConfig,
+    QuantumPPORLModule,
+    StackedQuantumMultiRLModule,
+    validate_model_config,
+)
 from rllib_quantum.plotting import plot_learning_curves
 from rllib_quantum.search import load_search
 from rllib_quantum.strategies import STRATEGIES, module_spec, plan_strategy
@@ -43,7 +52,9 @@ __all__ = [
     "COOPERATIVE_PONG",
     "COOPERATIVE_PONG_JOINT",
     "DEFAULT_MODEL_CONFIG",
+    "SIMPLE_SPREAD",
     "STRATEGIES",
+    "StackedQuantumMultiRLModule",
     "CircuitSpec",
     "ConfigError",
     "EvaluationReport",
@@ -51,6 +62,7 @@ __all__ = [
     "JointAgentEnv",
     "ParameterAveragingCallback",
     "QuantumLayer",
+    "QuantumModelConfig",
     "QuantumPPORLModule",
     "QuantumPPOTorchLearner",
     "averaging_callback",
@@ -66,6 +78,7 @@ __all__ = [
     "plan_strategy",
     "plot_learning_curves",
     "register_envs",
+    "stacked_forward",
     "validate_model_config",
     "with_quantum_policies",
 ]

@@ -57,6 +57,8 @@ TOP_LEVEL_KEYS = {
     "stop": "Tune stop criteria, e.g. {training_iteration: 20}",
     "checkpoint": "{frequency: N, at_end: bool}",
     "seed": "int seed for RLlib (env runners and modules)",
+    "stack_modules": "true (default): same-shaped quantum policies share each circuit call "
+    "(StackedQuantumMultiRLModule); false: one call per module",
 }
 REQUIRED_KEYS = ("env", "strategy", "module")
 CHECKPOINT_KEYS = ("frequency", "at_end")
@@ -238,6 +240,8 @@ def validate_spec(raw: Mapping[str, Any]) -> dict:
     seed = spec.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError("seed", f"must be an int >= 0, got {seed!r}")
+    if not isinstance(spec.setdefault("stack_modules", True), bool):
+        raise ConfigError("stack_modules", f"must be true or false, got {spec['stack_modules']!r}")
     for key in ("name", "description"):
         if key in spec and not isinstance(spec[key], str):
             raise ConfigError(key, f"must be a string, got {spec[key]!r}")
@@ -301,7 +305,9 @@ def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, An
     plan = plan_strategy(spec["strategy"], spec["env"], env_spaces(spec["env"], spec["env_config"])[2])
     obs_spaces, act_spaces, agents = env_spaces(plan.env, spec["env_config"])
     try:
-        modules = multi_module_spec(plan, spec["module"], spec.get("model_config"), obs_spaces, act_spaces, seed=spec.get("seed"))
+        modules = multi_module_spec(
+        plan, spec["module"], spec.get("model_config"), obs_spaces, act_spaces, seed=spec.get("seed"), stack=spec["stack_modules"]
+    )
     except ConfigError as err:  # the modules' keys live under model_config; strategy errors keep theirs
         raise (err if err.key.split(".")[0] in ("strategy", "module") else err.under("model_config")) from None
     levels = reference_returns(plan.env, spec["env_config"])

@@ -27,6 +27,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -100,14 +101,19 @@ class EvaluationSetup:
     env_config: Mapping[str, Any]
     policy_mapping_fn: Callable
     seed: Optional[int] = None
+    # How env runners turn a Box action into what the env gets (RLlib's AlgorithmConfig keys of the
+    # same names): unsquash [-1, 1] to the space's bounds, or clip to them; evaluation does the same.
+    normalize_actions: bool = True
+    clip_actions: bool = False
 
     @classmethod
     def of(cls, experiment) -> "EvaluationSetup":
         """The setup of an :class:`~rllib_quantum.config.Experiment` (or an EvaluationSetup)."""
         if isinstance(experiment, cls):
             return experiment
+        config = experiment.algo_config
         return cls(experiment.plan.env, experiment.spec["env_config"], experiment.plan.policy_mapping_fn,
-                   experiment.spec.get("seed"))
+                   experiment.spec.get("seed"), config.normalize_actions, config.clip_actions)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Union[str, Path]) -> "EvaluationSetup":
@@ -123,7 +129,8 @@ class EvaluationSetup:
         config = args[0] if args else kwargs["config"]
         if not isinstance(config, dict):
             config = config.to_dict()
-        return cls(config["env"], dict(config.get("env_config") or {}), config["policy_mapping_fn"], config.get("seed"))
+        return cls(config["env"], dict(config.get("env_config") or {}), config["policy_mapping_fn"], config.get("seed"),
+                   config.get("normalize_actions", True), config.get("clip_actions", False))
 
 
 def evaluate_modules(
@@ -164,7 +171,7 @@ def evaluate_modules(
             while not done:
                 if frames is not None:
                     frames.append(render_frame(env))
-                actions = _act(obs, modules, mapping, greedy)
+                actions = _act(obs, modules, mapping, greedy, setup)
                 obs, rewards, terminateds, truncateds, _ = env.step(actions)
                 for agent, reward in rewards.items():
                     totals[agent] = totals.get(agent, 0.0) + float(reward)
@@ -179,7 +186,9 @@ def evaluate_modules(
 
 
 @torch.no_grad()
-def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool) -> Dict[str, np.ndarray]:
+def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool, setup: EvaluationSetup) -> Dict[str, np.ndarray]:
+    from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
+
     by_module: Dict[str, List[str]] = {}
     for agent in obs:
         by_module.setdefault(mapping(agent, None), []).append(agent)
@@ -190,5 +199,11 @@ def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool)
         logits = module.forward_inference({Columns.OBS: batch})[Columns.ACTION_DIST_INPUTS]
         dist = module.get_inference_action_dist_cls().from_logits(logits)
         chosen = (dist.to_deterministic() if greedy else dist).sample().numpy()
+        space = getattr(module, "action_space", None)
+        if isinstance(space, gym.spaces.Box):  # as RLlib's env runners send Box actions to the env
+            if setup.normalize_actions:
+                chosen = np.stack([unsquash_action(a, space) for a in chosen])
+            elif setup.clip_actions:
+                chosen = np.stack([clip_action(a, space) for a in chosen])
         actions.update(zip(agents, chosen))
     return actions

@@ -19,14 +19,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import gymnasium as gym
 
-from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
-from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule, MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_quantum.envs import COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT
 from rllib_quantum.errors import ConfigError
-from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
-from rllib_quantum.modules.quantum_ppo_rlm import MODULE_ID_KEY, SEED_KEY
+from rllib_quantum.modules import QuantumPPORLModule, StackedQuantumMultiRLModule, spec_model_config
+from rllib_quantum.modules.model_config import rllib_model_config_keys
 
 STRATEGIES = ("independent", "shared", "joint", "averaged")
 MODULE_KINDS = ("quantum", "classical")
@@ -91,7 +90,8 @@ def plan_strategy(strategy: str, env: str, agent_ids: List[str]) -> StrategyPlan
 
 
 def validate_classical_model_config(model_config: Optional[Mapping[str, Any]]) -> dict:
-    """Checks keys against RLlib's ``DefaultModelConfig`` (the classical modules' options).
+    """Checks keys against RLlib's ``DefaultModelConfig`` (the classical modules' options; see
+    :func:`~rllib_quantum.modules.model_config.rllib_model_config_keys`).
 
     Raises ``ConfigError`` keyed ``""`` (the ``model_config`` itself: not a mapping, or unknown
     keys); the experiment loader reports it under ``model_config``.
@@ -101,7 +101,7 @@ def validate_classical_model_config(model_config: Optional[Mapping[str, Any]]) -
     if not isinstance(model_config, Mapping):
         raise ConfigError("", f"must be a mapping of RLlib DefaultModelConfig keys, got {model_config!r}")
     model_config = dict(model_config)
-    allowed = sorted(f.name for f in dataclasses.fields(DefaultModelConfig))
+    allowed = sorted(rllib_model_config_keys())
     unknown = sorted(str(k) for k in set(model_config) - set(allowed))
     if unknown:
         raise ConfigError("", f"unknown key(s) {unknown}; allowed (module: classical, RLlib DefaultModelConfig): {allowed}")
@@ -122,20 +122,19 @@ def module_spec(
     (their parameter init draws from a generator seeded by seed and module id, so every process
     and every build order gives the same initial weights) in their ``model_config``.
 
+    With both spaces known, the quantum module's ``model_config`` is
+    :class:`~rllib_quantum.modules.QuantumModelConfig` ``.to_dict()``: resolved for the spaces,
+    so the module's ``setup()`` rebuilds an equal object.
+
     Raises ``ConfigError`` keyed ``module``, or by the path inside ``model_config`` (see
     ``validate_model_config``).
     """
     if kind == "quantum":
-        cfg = validate_model_config(model_config, observation_space, action_space)
-        if module_id is not None:
-            cfg[MODULE_ID_KEY] = str(module_id)
-        if seed is not None:
-            cfg[SEED_KEY] = int(seed)
         return RLModuleSpec(
             module_class=QuantumPPORLModule,
             observation_space=observation_space,
             action_space=action_space,
-            model_config=cfg,
+            model_config=spec_model_config(model_config, observation_space, action_space, module_id=module_id, seed=seed),
         )
     if kind == "classical":
         return RLModuleSpec(
@@ -153,11 +152,14 @@ def multi_module_spec(
     observation_spaces: Mapping[str, gym.Space],
     action_spaces: Mapping[str, gym.Space],
     seed: Optional[int] = None,
+    stack: bool = True,
 ) -> MultiRLModuleSpec:
     """One ``RLModuleSpec`` per module of ``plan``, each with the spaces of the agents it serves.
 
     Agents that share a module must have the same spaces (checked here). ``seed``: the experiment
-    seed, for the quantum modules' parameter init (see :func:`module_spec`).
+    seed, for the quantum modules' parameter init (see :func:`module_spec`). ``stack``: quantum
+    modules of one shape share each circuit call
+    (:class:`~rllib_quantum.modules.StackedQuantumMultiRLModule`); results are the same either way.
     """
     specs = {}
     for module_id, agents in plan.agents_of_module.items():
@@ -173,4 +175,7 @@ def multi_module_spec(
                         "but have different observation or action spaces",
                     )
         specs[module_id] = module_spec(kind, model_config, obs_space, act_space, module_id=module_id, seed=seed)
-    return MultiRLModuleSpec(rl_module_specs=specs)
+    stacked = stack and kind == "quantum" and len(specs) > 1
+    return MultiRLModuleSpec(
+        multi_rl_module_class=StackedQuantumMultiRLModule if stacked else MultiRLModule, rl_module_specs=specs
+    )

@@ -24,8 +24,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_quantum import safety
 from rllib_quantum.errors import ConfigError
-from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
-from rllib_quantum.modules.quantum_ppo_rlm import MODULE_ID_KEY, SEED_KEY
+from rllib_quantum.modules import QuantumPPORLModule, StackedQuantumMultiRLModule, spec_model_config, validate_model_config
 
 
 def _known_module_ids(config) -> List[str]:
@@ -45,17 +44,18 @@ def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config, modul
         obs = obs or config.observation_space
         act = act or config.action_space
     # Keys are checked now; with known spaces also the encoder/action-space fit (errors name the
-    # module: model_config['paddle_0'].readout). Spaces left None are inferred by RLlib from the
-    # env when the algorithm is built.
+    # module: model_config['paddle_0'].readout) and the spec holds the resolved config. Spaces
+    # left None are inferred by RLlib from the env when the algorithm is built. The module id is
+    # named in the module's numerical-safety errors; the seed (set it before swapping) seeds the
+    # init independently of build order.
     try:
-        cfg = validate_model_config(model_config, obs, act, prefix=f"model_config[{module_id!r}]")
+        cfg = spec_model_config(
+            model_config, obs, act, module_id=module_id, seed=config.seed, prefix=f"model_config[{module_id!r}]"
+        )
     except ConfigError as err:
         if err.key in ("observation_space", "action_space"):  # the module's spaces, not an argument
             raise ConfigError(f"modules[{module_id!r}].{err.key}", err.problem) from None
         raise
-    cfg[MODULE_ID_KEY] = str(module_id)  # named in the module's numerical-safety errors
-    if config.seed is not None:  # seeded init, independent of build order (set the seed before swapping)
-        cfg[SEED_KEY] = int(config.seed)
     return RLModuleSpec(
         module_class=QuantumPPORLModule,
         observation_space=obs,
@@ -65,7 +65,9 @@ def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config, modul
     )
 
 
-def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = None, **model_config: Any) -> PPOConfig:
+def with_quantum_policies(
+    config: PPOConfig, modules: Optional[Iterable[str]] = None, *, stack: bool = True, **model_config: Any
+) -> PPOConfig:
     """A copy of ``config`` whose chosen modules are :class:`QuantumPPORLModule` s.
 
     Everything else (env, spaces, ``policies``, ``policy_mapping_fn``, PPO and resource
@@ -77,6 +79,10 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
         config: an RLlib ``PPOConfig`` on the new API stack, single- or multi-agent.
         modules: module ids to replace (default ``None``: all of them). Single-agent configs
             have the one id ``"default_policy"``.
+        stack: multi-agent configs on RLlib's own ``MultiRLModule`` get
+            :class:`~rllib_quantum.modules.StackedQuantumMultiRLModule` (same-shaped quantum
+            policies share each circuit call; same results); ``False`` keeps ``MultiRLModule``.
+            A ``MultiRLModule`` subclass of your own is always kept.
         **model_config: the quantum modules' ``model_config`` keys (e.g. ``circuit={"n_qubits":
             5, "n_layers": 2}``, ``critic="classical"``), validated now.
 
@@ -115,6 +121,8 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
         raise ConfigError("modules", f"unknown module id(s) {unknown}; known modules: {sorted(known)}")
     if not wanted:
         raise ConfigError("modules", f"must not be empty; known modules: {sorted(known)}")
+    if not isinstance(stack, bool):
+        raise ConfigError("stack", f"must be True or False, got {stack!r}")
     validate_model_config(model_config, prefix="model_config")  # the space-free checks once, keyed model_config.<key>
 
     new = config.copy(copy_frozen=False)
@@ -136,8 +144,10 @@ def with_quantum_policies(config: PPOConfig, modules: Optional[Iterable[str]] = 
         specs = {}
     for mid in wanted:
         specs[mid] = _quantum_spec(specs.get(mid), model_config, new, mid)
-    multi = MultiRLModuleSpec(
-        multi_rl_module_class=old_spec.multi_rl_module_class if isinstance(old_spec, MultiRLModuleSpec) else MultiRLModule,
-        rl_module_specs=specs,
-    )
+    # RLlib's own MultiRLModule becomes the stacked one (same results, one circuit call per group of
+    # same-shaped quantum policies); a user's own MultiRLModule subclass is kept.
+    multi_class = old_spec.multi_rl_module_class if isinstance(old_spec, MultiRLModuleSpec) else MultiRLModule
+    if multi_class is MultiRLModule and stack:
+        multi_class = StackedQuantumMultiRLModule
+    multi = MultiRLModuleSpec(multi_rl_module_class=multi_class, rl_module_specs=specs)
     return new.rl_module(rl_module_spec=multi)

@@ -92,7 +92,7 @@ def test_round_syncs_learners_and_every_env_runner(build_algo, runners, learners
             out = {}
             for mid in MIDS:
                 params = dict(learner.module[mid].unwrapped().named_parameters())
-                optimizers = [opt for _, opt in learner.get_optimizers_for_module(mid)]  # one per parameter group
+                optimizers = [opt for _, opt in learner.get_optimizers_for_module(mid)]
                 out[mid] = {k: sum(len(opt.state.get(params[k], {})) for opt in optimizers) for k in ("actor.weights", "critic.0.weight")}
             return out
         counts = [r.get() for r in algo.learner_group.foreach_learner(_opt_state)][0]

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUANTUM = ROOT / "configs" / "quantum_independent_pong_features.yaml"
 CLASSICAL_PIXELS = ROOT / "configs" / "classical_independent_pong_pixels.yaml"
 AVERAGED = ROOT / "configs" / "quantum_averaged_pong_features.yaml"
+SPREAD = "rllib_quantum/simple_spread"
 BASE = yaml.safe_load(QUANTUM.read_text())
 
 # (overrides on the quantum features config, key path the error must name, a fragment of its message)
@@ -38,6 +39,17 @@ BAD_OVERRIDES = [
     ({"env_config.obs": "rgb"}, "env_config.obs", "features"),
     ({"env_config.speed": 3}, "env_config", "speed"),
     ({"env_config.max_cycles": 0}, "env_config.max_cycles", "0"),
+    # simple spread's env_config (the whole section replaced: pong's keys are not spread's)
+    ({"env": SPREAD, "env_config": {"obs": "features"}}, "env_config", "unknown key(s) ['obs']; allowed: ['N', 'continuous_actions', 'max_cycles', 'local_ratio']"),
+    ({"env": SPREAD, "env_config": {"N": 0}}, "env_config.N", "must be an int >= 1 (number of agents and landmarks), got 0"),
+    ({"env": SPREAD, "env_config": {"N": 2.5}}, "env_config.N", "got 2.5 (float)"),
+    ({"env": SPREAD, "env_config": {"N": True}}, "env_config.N", "got True (bool)"),
+    ({"env": SPREAD, "env_config": {"continuous_actions": "yes"}}, "env_config.continuous_actions", "must be true (Box(0, 1, (5,)) actions) or false"),
+    ({"env": SPREAD, "env_config": {"max_cycles": 0}}, "env_config.max_cycles", "must be an int >= 1 (steps per episode), got 0"),
+    ({"env": SPREAD, "env_config": {"local_ratio": 1.5}}, "env_config.local_ratio", "must be a number in [0, 1]"),
+    ({"env": SPREAD, "env_config": {"local_ratio": float("nan")}}, "env_config.local_ratio", "got nan"),
+    ({"env": SPREAD, "env_config": {"N": 2}, "strategy": "joint"}, "strategy", "'joint' needs a joint-agent variant"),
+    ({"env": SPREAD, "env_config": {"max_cycles": 25}, "stop": {"env_runners/episode_len_mean": 30}}, "stop.env_runners/episode_len_mean", "(0, 25]"),
     # RLlib's own settings: our rules, RLlib defaults' types, RLlib's validate()
     ({"ppo.learning_rate": 0.1}, "ppo", "unknown key(s) ['learning_rate']"),
     ({"ppo.lr": "fast"}, "ppo.lr", "must be a number > 0, or a schedule"),

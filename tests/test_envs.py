@@ -19,6 +19,7 @@ from rllib_quantum.envs import (
     COOPERATIVE_PONG_JOINT,
     ENV_CREATORS,
     ENV_VALIDATORS,
+    SIMPLE_SPREAD,
     CooperativePongFeatures,
     JointAgentEnv,
     env_spaces,
@@ -332,13 +333,13 @@ def test_register_envs_without_ray_init():
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
     was_running = ray.is_initialized()  # other tests may share a session-wide Ray instance
-    assert register_envs() == [COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT]
-    assert register_envs() == [COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT]  # idempotent
+    assert register_envs() == [COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT, SIMPLE_SPREAD]
+    assert register_envs() == [COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT, SIMPLE_SPREAD]  # idempotent
     assert ray.is_initialized() == was_running  # registering never starts Ray
     creator = _global_registry.get(ENV_CREATOR, COOPERATIVE_PONG_JOINT)
     env = creator({"max_cycles": 10})
     assert isinstance(env, JointAgentEnv) and env.possible_agents == ["joint"]
-    assert set(ENV_VALIDATORS) == {COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT}
+    assert set(ENV_VALIDATORS) == set(ENV_CREATORS) == {COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT, SIMPLE_SPREAD}
 
 
 def test_env_spaces():

@@ -1,5 +1,7 @@
 """Evaluation episodes: the game's own returns on fresh seeds, checked against known policies."""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -71,3 +73,26 @@ def test_greedy_evaluation_is_reproducible_and_validates_episodes():
     assert reference_returns(exp.plan.env, exp.spec["env_config"]) == {}  # not the default game
     with pytest.raises(ValueError, match="episodes must be >= 1, got 0"):
         evaluate_modules(exp, modules, episodes=0)
+
+
+@pytest.mark.parametrize("normalize, clip", [(True, False), (False, True), (False, False)])
+def test_box_actions_reach_the_env_as_rllibs_env_runners_send_them(normalize, clip):
+    """Gaussian means are in the policy's [-1, 1] frame; with RLlib's default normalize_actions the
+    env (mpe2 continuous actions, bounds [0, 1]) gets them unsquashed, as in training."""
+    from rllib_quantum.evaluation import EvaluationSetup, _act
+
+    exp = load_experiment("configs/quantum_independent_spread.yaml", {"env_config.N": 2, "env_config.continuous_actions": True})
+    modules = exp.build_modules()
+    means = torch.tensor([-1.0, -0.5, 0.0, 0.5, 3.0])  # one beyond the frame
+    for module in modules.values():
+        with torch.no_grad():
+            module.actor_head.weight.zero_()
+            module.actor_head.bias.copy_(means)
+    setup = EvaluationSetup.of(exp)
+    assert (setup.normalize_actions, setup.clip_actions) == (True, False)  # RLlib's defaults
+    setup = dataclasses.replace(setup, normalize_actions=normalize, clip_actions=clip)
+    obs = {f"agent_{i}": np.zeros(modules[f"agent_{i}"].observation_space.shape, np.float32) for i in range(2)}
+    actions = _act(obs, modules, exp.plan.policy_mapping_fn, True, setup)
+    expected = {True: [0.0, 0.25, 0.5, 0.75, 1.0], False: [0.0, 0.0, 0.0, 0.5, 1.0]}[normalize] if (normalize or clip) else means.tolist()
+    for action in actions.values():
+        np.testing.assert_allclose(action, expected, atol=1e-6)

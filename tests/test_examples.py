@@ -49,7 +49,10 @@ def _set_flags():
 
 
 def test_every_example_has_a_test():
-    assert EXAMPLES == ["quantum_layer_basics.py", "swap_in_quantum_policies.py", "train_independent_quantum_pong.py"]
+    assert EXAMPLES == [
+        "quantum_layer_basics.py", "swap_in_quantum_policies.py", "swap_in_simple_spread.py", "swap_in_sisl_pursuit.py",
+        "train_independent_quantum_pong.py",
+    ]
 
 
 def test_quantum_layer_basics(sandbox):
@@ -67,6 +70,48 @@ def test_swap_in_quantum_policies(sandbox):
     ], sandbox)
     assert "paddle_0: QuantumPPORLModule" in out and "paddle_1: QuantumPPORLModule" in out
     assert re.search(r"iteration 1: env steps\s+200\s+mean return per agent", out), out[-2000:]
+
+
+def _check_swapped_run(out, agents, storage, name, action_space, iterations, env_steps):
+    """The RLlib-style example trained a QuantumPPORLModule per agent: every module learned from
+    its own agent's steps in every iteration, and the Algorithm logged under ``storage``."""
+    for agent in agents:
+        assert re.search(rf"^{agent}: QuantumPPORLModule, observations .*, actions {re.escape(action_space)}", out, re.M), out[-2000:]
+    lines = re.findall(r"^iteration (\d+): env steps (\d+) \| agent steps trained per module: (.*) \| mean return per agent: (.*)$", out, re.M)
+    assert [int(i) for i, *_ in lines] == list(range(1, iterations + 1)), out[-2000:]
+    for i, (_, steps, trained, returns) in enumerate(lines, start=1):
+        assert int(steps) == env_steps * i
+        per_module = dict(item.split() for item in trained.split(", "))
+        assert sorted(per_module) == sorted(agents) and all(int(n) > 0 for n in per_module.values()), trained
+    returns = dict(item.split() for item in lines[-1][3].split(", "))  # episodes finished by the last iteration
+    assert sorted(returns) == sorted(agents)
+    logdir = Path(re.search(r"algorithm logs: (\S+)", out).group(1))
+    assert logdir.parent == storage / "examples" / name and logdir.is_dir()
+
+
+def test_swap_in_sisl_pursuit(sandbox):
+    """SISL pursuit (7x7x3 images, Discrete(5)): RLlib-style config without any module spec."""
+    storage = sandbox / "results"
+    out = run_example("swap_in_sisl_pursuit.py", [
+        "--iterations", "1", "--n-pursuers", "2", "--max-cycles", "25", "--train-batch-size-per-learner", "200",
+        "--minibatch-size", "100", "--num-epochs", "1", "--num-env-runners", "0", "--n-layers", "1",
+        "--storage", str(storage),
+    ], sandbox)
+    _check_swapped_run(out, ["pursuer_0", "pursuer_1"], storage, "swap-in-sisl-pursuit", "Discrete(5)", 1, 200)
+    assert "observations (7, 7, 3)" in out
+    assert re.search(r"^RESULT pursuit: 1 iterations, 200 env steps, 2 quantum policies", out, re.M)
+
+
+def test_swap_in_simple_spread(sandbox):
+    """mpe2 simple spread with continuous actions (the Gaussian head), the user's own register_env."""
+    storage = sandbox / "results"
+    out = run_example("swap_in_simple_spread.py", [
+        "--iterations", "2", "--train-batch-size-per-learner", "200", "--minibatch-size", "100",
+        "--num-epochs", "1", "--num-env-runners", "0", "--n-layers", "1", "--storage", str(storage),
+    ], sandbox)
+    _check_swapped_run(out, ["agent_0", "agent_1"], storage, "swap-in-simple-spread", "Box(0.0, 1.0, (5,), float32)", 2, 200)
+    assert "observations (12,)" in out
+    assert re.search(r"^RESULT simple spread \(continuous actions\): 2 iterations, 400 env steps, 2 quantum policies", out, re.M)
 
 
 def test_train_independent_quantum_pong(sandbox):

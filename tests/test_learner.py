@@ -1,4 +1,4 @@
-"""QuantumPPOTorchLearner: one optimizer per parameter group at lr x multiplier, frozen circuits,
+"""QuantumPPOTorchLearner: one Adam param group per parameter group at lr x multiplier, frozen circuits,
 circuit diagnostics in the results; all on real PPO iterations."""
 
 import math
@@ -73,8 +73,12 @@ def test_each_group_trains_at_its_own_rate_and_zero_freezes(build_algo):
     algo = build_algo(exp.algo_config)
     learner = _local_learner(algo)
     module = learner.module["paddle_0"].unwrapped()
-    lrs = {name.removeprefix("paddle_0_"): opt.param_groups[0]["lr"] for name, opt in learner.get_optimizers_for_module("paddle_0")}
+    [(name, optimizer)] = learner.get_optimizers_for_module("paddle_0")  # one Adam, one param group per group
+    lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
     assert lrs == {"circuit": pytest.approx(0.004), "input_scale": pytest.approx(0.002), "classical": pytest.approx(0.001)}
+    groups = module.parameter_groups()
+    for group in optimizer.param_groups:
+        assert [id(p) for p in group["params"]] == [id(p) for p in groups[group["name"]]]
     before = {k: v.clone() for k, v in module.state_dict().items()}
     algo.train()
     after = module.state_dict()

@@ -16,6 +16,7 @@ from rllib_quantum.circuits.statevector import (
     fast_path_unsupported_reason,
     simulate,
 )
+from rllib_quantum.circuits.stacking import stack_reason, stacked_forward
 from rllib_quantum.circuits.templates import build_qnode, circuit, draw
 
 __all__ = [
@@ -34,4 +35,6 @@ __all__ = [
     "draw",
     "fast_path_unsupported_reason",
     "simulate",
+    "stack_reason",
+    "stacked_forward",
 ]

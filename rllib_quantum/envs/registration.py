@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rllib_quantum.envs.simple_spread import validate_simple_spread_config
 from rllib_quantum.envs.validation import GAME_DEFAULTS, validate_pong_config
 from rllib_quantum.errors import ConfigError, reraise_under
 
 COOPERATIVE_PONG = "rllib_quantum/cooperative_pong"
 COOPERATIVE_PONG_JOINT = "rllib_quantum/cooperative_pong_joint"
+SIMPLE_SPREAD = "rllib_quantum/simple_spread"
 
 
 def _make_pong(env_config: Mapping[str, Any] | None = None):
@@ -42,14 +44,24 @@ def _make_pong_joint(env_config: Mapping[str, Any] | None = None):
     return JointAgentEnv(_make_pong(env_config))
 
 
+def _make_simple_spread(env_config: Mapping[str, Any] | None = None):
+    from rllib_quantum.envs.simple_spread import make_simple_spread
+    from rllib_quantum.safety import report_errors
+
+    with reraise_under("env_config"):
+        return report_errors(make_simple_spread(env_config))
+
+
 # Module-level functions, so Ray pickles them by reference (workers import them).
 ENV_CREATORS: dict[str, Callable[[Mapping[str, Any] | None], Any]] = {
     COOPERATIVE_PONG: _make_pong,
     COOPERATIVE_PONG_JOINT: _make_pong_joint,
+    SIMPLE_SPREAD: _make_simple_spread,
 }
 ENV_VALIDATORS: dict[str, Callable[[Mapping[str, Any] | None], dict[str, Any]]] = {
     COOPERATIVE_PONG: validate_pong_config,
     COOPERATIVE_PONG_JOINT: validate_pong_config,
+    SIMPLE_SPREAD: validate_simple_spread_config,
 }
 
 
@@ -58,12 +70,12 @@ def register_envs() -> list[str]:
 
     Returns:
         The registered names: ``["rllib_quantum/cooperative_pong",
-        "rllib_quantum/cooperative_pong_joint"]``.
+        "rllib_quantum/cooperative_pong_joint", "rllib_quantum/simple_spread"]``.
 
     Example:
         >>> from rllib_quantum.envs import register_envs
         >>> register_envs()
-        ['rllib_quantum/cooperative_pong', 'rllib_quantum/cooperative_pong_joint']
+        ['rllib_quantum/cooperative_pong', 'rllib_quantum/cooperative_pong_joint', 'rllib_quantum/simple_spread']
     """
     from ray.tune.registry import register_env
 
@@ -84,8 +96,9 @@ def env_spaces(
 
     Args:
         env_name: one of ``ENV_CREATORS`` (``COOPERATIVE_PONG``,
-            ``COOPERATIVE_PONG_JOINT``).
-        env_config: the env's config (see ``validate_pong_config``).
+            ``COOPERATIVE_PONG_JOINT``, ``SIMPLE_SPREAD``).
+        env_config: the env's config (see ``validate_pong_config``,
+            ``validate_simple_spread_config``).
 
     Returns:
         ``(observation_spaces, action_spaces, agent_ids)``: two dicts keyed by
@@ -95,6 +108,9 @@ def env_spaces(
         >>> obs_spaces, act_spaces, ids = env_spaces("rllib_quantum/cooperative_pong")
         >>> ids, obs_spaces["paddle_0"].shape
         (['paddle_0', 'paddle_1'], (5,))
+        >>> obs_spaces, act_spaces, ids = env_spaces("rllib_quantum/simple_spread", {"N": 3})
+        >>> ids, obs_spaces["agent_2"].shape, act_spaces["agent_2"]
+        (['agent_0', 'agent_1', 'agent_2'], (18,), Discrete(5))
     """
     if env_name not in ENV_CREATORS:
         raise ConfigError(
@@ -124,14 +140,17 @@ def reference_returns(env_name: str, env_config: Mapping[str, Any] | None = None
 
     Known for cooperative pong with the game's default settings (either view): random play and
     the scripted tracker's ceiling, per paddle; the joint env's one agent gets the paddles' sum.
+    Not known for other envs (simple spread: ``{}``, so no return goal is refused as unreachable).
 
     Example:
         >>> reference_returns(COOPERATIVE_PONG, {"obs": "features"})
         {'random play': -3.7, 'scripted tracker (ceiling)': 100.0}
         >>> reference_returns(COOPERATIVE_PONG, {"max_cycles": 300})
         {}
+        >>> reference_returns(SIMPLE_SPREAD, {"N": 3})
+        {}
     """
-    if env_name not in ENV_VALIDATORS:
+    if env_name not in (COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT):
         return {}
     config = ENV_VALIDATORS[env_name](env_config)
     if any(config[key] != value for key, value in GAME_DEFAULTS.items()):

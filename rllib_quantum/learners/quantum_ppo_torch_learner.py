@@ -5,12 +5,14 @@ under ``PPOTorchLearner``), and a numerical-safety check for every module:
 
 * **Per-group learning rates.** A :class:`~rllib_quantum.modules.QuantumPPORLModule` splits its
   trainable parameters into ``circuit`` (variational weights), ``input_scale``, ``output_scale``
-  and ``classical`` (encoder, linear read-out head, critic). Each group gets its own Adam optimizer
-  whose learning rate is PPO's ``lr`` (a fixed value or a schedule) times the group's entry in
-  ``model_config["lr_multipliers"]``; a multiplier of 0 freezes the group.
+  and ``classical`` (encoder, linear read-out head, critic). The module's Adam optimizer (RLlib's
+  ``default_optimizer``) has one param group per parameter group (its ``"name"``), whose learning
+  rate is PPO's ``lr`` (a fixed value or a schedule) times the group's entry in
+  ``model_config["lr_multipliers"]`` (its ``"lr_multiplier"``); a multiplier of 0 freezes the group.
 * **Circuit diagnostics**, logged per module under ``learners/<module_id>/quantum/...`` (so Tune
   writes them to TensorBoard and ``progress.csv``), for every circuit of the module (``actor``,
-  and ``critic`` when it is quantum):
+  and ``critic`` when it is quantum), each the mean over the minibatches of an update (kept as
+  tensors while training: one read per module and update):
 
   ===============================  =============================================================
   ``quantum/<c>_weights_grad_norm``  L2 norm of the loss gradient w.r.t. the circuit weights (a
@@ -43,7 +45,7 @@ from typing import Any, Dict
 import torch
 
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-from ray.rllib.core.learner.learner import Learner
+from ray.rllib.core.learner.learner import DEFAULT_OPTIMIZER, Learner
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, ParamDict
@@ -52,7 +54,6 @@ from rllib_quantum import safety
 from rllib_quantum.modules.quantum_ppo_rlm import all_finite, non_finite_parameters
 
 DIAGNOSTICS = ("weights_grad_norm", "readout_abs_mean", "input_scale_mean", "output_scale_mean")
-_WINDOW = 20  # diagnostics are means over the last 20 minibatch updates
 
 
 def scaled_lr(lr: Any, multiplier: float) -> Any:
@@ -81,22 +82,36 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
         module = self._module[module_id].unwrapped()
         if not hasattr(module, "parameter_groups"):
             return super().configure_optimizers_for_module(module_id, config)
+        # One Adam per module, one param group per parameter group (group "name", "lr_multiplier"):
+        # one optimizer step per module and minibatch, its tensors updated together (foreach).
         multipliers = module.lr_multipliers
-        for group, params in module.parameter_groups().items():
-            if not params or multipliers[group] == 0:
-                continue
-            self.register_optimizer(
-                module_id=module_id,
-                optimizer_name=group,
-                optimizer=torch.optim.Adam(params),
-                params=params,
-                lr_or_lr_schedule=scaled_lr(config.lr, multipliers[group]),
-            )
+        groups = [
+            {"params": params, "name": group, "lr_multiplier": multipliers[group]}
+            for group, params in module.parameter_groups().items()
+            if params and multipliers[group] != 0
+        ]
+        if not groups:
+            return
+        self.register_optimizer(
+            module_id=module_id,
+            optimizer_name=DEFAULT_OPTIMIZER,
+            optimizer=torch.optim.Adam(groups, foreach=True),
+            params=[p for g in groups for p in g["params"]],
+            lr_or_lr_schedule=config.lr,
+        )
+
+    @staticmethod
+    @override(TorchLearner)
+    def _set_optimizer_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+        # RLlib sets PPO's lr (or its schedule's current value); each group runs at lr x multiplier.
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_multiplier", 1.0)
 
     @override(Learner)
     def build(self) -> None:
         super().build()
         self._num_optimizer_steps = 0
+        self._pending_diagnostics: Dict[tuple, list] = {}
         safety.clear()  # a report left by an earlier run in this scope is not ours
         # Quantum modules built from a spec the package did not write learn their id here (env
         # runners' copies keep "<unnamed>" in their errors then; our spec builders set it everywhere).
@@ -156,14 +171,15 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
         with torch.no_grad():
             for module_id in self._module_optimizers:
                 module = self.module[module_id].unwrapped()
-                params = [p for p in module.parameters() if p.is_floating_point()]
-                if params and not all(map(all_finite, params)):
+                params = [p.detach().reshape(-1) for p in module.parameters() if p.is_floating_point()]
+                if params and not all_finite(torch.cat(params)):  # one reduction for all of them
                     raise FloatingPointError(
                         f"module {module_id!r}: non-finite parameter(s) {', '.join(non_finite_parameters(module))} "
                         f"after optimizer step {self._num_optimizer_steps} of this learner"
                     )
 
     def _log_diagnostics(self, module_id: ModuleID, module) -> None:
+        """Keeps this minibatch's diagnostics as one tensor; logged once per update (no sync here)."""
         values: Dict[str, torch.Tensor] = {}
         for path, layer in module.quantum_layers().items():
             name = _circuit_name(path)
@@ -175,5 +191,14 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
             readout = self._readouts.get(module_id, {}).get(name)
             if readout is not None:
                 values[f"{name}_readout_abs_mean"] = readout
-        for key, value in values.items():
-            self.metrics.log_value((module_id, f"quantum/{key}"), value.item(), reduce="mean", window=_WINDOW)
+        if values:
+            self._pending_diagnostics.setdefault((module_id, tuple(values)), []).append(torch.stack(list(values.values())))
+
+    @override(Learner)
+    def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
+        super().after_gradient_based_update(timesteps=timesteps)
+        # Each diagnostic's mean over this update's minibatches: one read per module and update.
+        for (module_id, keys), rows in self._pending_diagnostics.items():
+            for key, value in zip(keys, torch.stack(rows).mean(0).tolist()):
+                self.metrics.log_value((module_id, f"quantum/{key}"), value, reduce="mean", window=1)
+        self._pending_diagnostics.clear()

@@ -1,6 +1,21 @@
 """RLlib RLModules with quantum circuits inside. Knows nothing of YAML or strategies."""
 
-from rllib_quantum.modules.model_config import DEFAULT_MODEL_CONFIG, validate_model_config
+from rllib_quantum.modules.model_config import (
+    DEFAULT_MODEL_CONFIG,
+    ActionHead,
+    QuantumModelConfig,
+    spec_model_config,
+    validate_model_config,
+)
 from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule
+from rllib_quantum.modules.stacked_multi_rlm import StackedQuantumMultiRLModule
 
-__all__ = ["DEFAULT_MODEL_CONFIG", "QuantumPPORLModule", "validate_model_config"]
+__all__ = [
+    "DEFAULT_MODEL_CONFIG",
+    "ActionHead",
+    "QuantumModelConfig",
+    "QuantumPPORLModule",
+    "StackedQuantumMultiRLModule",
+    "spec_model_config",
+    "validate_model_config",
+]

@@ -1,19 +1,28 @@
-"""The ``model_config`` of :class:`QuantumPPORLModule`: defaults and up-front validation.
+"""The ``model_config`` of :class:`QuantumPPORLModule`: defaults, up-front validation, one resolved object.
 
-Everything a quantum module can be told lives in :data:`DEFAULT_MODEL_CONFIG`;
-:func:`validate_model_config` checks a user's dict against it (and, given the spaces, checks that
-the encoder can take the observation) so that a bad key fails on the driver, before Ray starts
-workers. A bad key raises :class:`~rllib_quantum.errors.ConfigError` whose ``key`` is its path
-inside the ``model_config`` (``circuit.n_qubits``, ``readout``, ``lr_multipliers.circuit``); the
-experiment loader puts ``model_config.`` in front (:meth:`ConfigError.under`), so a YAML user reads
+Everything a quantum module can be told lives in :data:`DEFAULT_MODEL_CONFIG`.
+:meth:`QuantumModelConfig.from_dict` is the one parser: it checks a user's dict against those keys
+and, given the spaces, resolves what the module will build (actor circuit with its read-out wires,
+encoder and CNN layers, read-out, action head, critic) into a frozen :class:`QuantumModelConfig`.
+The spec builders (``rllib_quantum.strategies.module_spec``, ``with_quantum_policies``) and
+``QuantumPPORLModule.setup()`` all go through it; :meth:`QuantumModelConfig.to_dict` is the plain
+dict RLlib stores in ``RLModuleSpec.model_config`` (and in checkpoints).
+:func:`validate_model_config` is the dict-returning form of the same checks.
+
+A bad key fails on the driver, before Ray starts workers, with a
+:class:`~rllib_quantum.errors.ConfigError` whose ``key`` is its path inside the ``model_config``
+(``circuit.n_qubits``, ``readout``, ``lr_multipliers.circuit``); the experiment loader puts
+``model_config.`` in front (:meth:`ConfigError.under`), so a YAML user reads
 ``model_config.circuit.n_qubits: ...``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import math
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -51,17 +60,28 @@ DEFAULT_MODEL_CONFIG: dict = {
     "lr_multipliers": dict.fromkeys(PARAMETER_GROUPS, 1.0),
 }
 
-# Keys RLlib itself may add to a model_config (from DefaultModelConfig); tolerated, not used.
-_RLLIB_KEYS = {
-    "fcnet_hiddens", "fcnet_activation", "fcnet_kernel_initializer", "fcnet_kernel_initializer_kwargs",
-    "fcnet_bias_initializer", "fcnet_bias_initializer_kwargs", "conv_activation", "conv_kernel_initializer",
-    "conv_kernel_initializer_kwargs", "conv_bias_initializer", "conv_bias_initializer_kwargs",
-    "head_fcnet_hiddens", "head_fcnet_activation", "head_fcnet_kernel_initializer",
-    "head_fcnet_kernel_initializer_kwargs", "head_fcnet_bias_initializer", "head_fcnet_bias_initializer_kwargs",
-    "free_log_std", "log_std_clip_param", "vf_share_layers", "use_lstm", "max_seq_len", "lstm_cell_size",
-    "lstm_use_prev_action", "lstm_use_prev_reward", "lstm_kernel_initializer", "lstm_kernel_initializer_kwargs",
-    "lstm_bias_initializer", "lstm_bias_initializer_kwargs", "use_attention",
-}
+# ``model_config`` keys the spec builders (``rllib_quantum.strategies.module_spec``,
+# ``with_quantum_policies``) add next to the user's keys; fields of QuantumModelConfig too.
+MODULE_ID_KEY = "module_id"  # the module's id in its MultiRLModule: error messages name it
+SEED_KEY = "seed"  # the experiment seed: parameter init draws from a generator seeded by (seed, module id)
+INTERNAL_KEYS = (MODULE_ID_KEY, SEED_KEY)
+
+
+@functools.lru_cache(maxsize=None)
+def rllib_model_config_keys() -> frozenset:
+    """Keys RLlib itself may put into a module's ``model_config``: the fields of its
+    ``DefaultModelConfig`` plus what ``PPOConfig`` auto-includes (``vf_share_layers``). A quantum
+    module tolerates them and does not use them (``conv_filters`` is also ours, and is used).
+
+    Example:
+        >>> {"fcnet_hiddens", "vf_share_layers"} <= rllib_model_config_keys()
+        True
+    """
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    fields = {f.name for f in dataclasses.fields(DefaultModelConfig)}
+    return frozenset(fields | set(PPOConfig()._model_config_auto_includes))
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
@@ -105,10 +125,14 @@ def validate_model_config(
 ) -> dict:
     """Returns ``model_config`` with defaults filled in, or raises naming the bad key.
 
+    The checks of :meth:`QuantumModelConfig.from_dict`, for callers that want the user's keys
+    back as a dict (``"auto"`` choices stay ``"auto"``) or do not know both spaces yet.
+
     Args:
         model_config: user keys (see :data:`DEFAULT_MODEL_CONFIG`); ``None`` means all defaults.
         observation_space: if given, the encoder is checked against it.
-        action_space: if given, it must be ``Discrete`` or ``MultiDiscrete``.
+        action_space: if given, it must be ``Discrete``, ``MultiDiscrete`` or a 1-D ``Box``, and
+            the read-out must fit it.
         prefix: key path of ``model_config`` itself, put in front of every error's key (default
             none: callers that nest it re-raise under their own prefix, e.g. ``"model_config"``).
 
@@ -128,27 +152,87 @@ def validate_model_config(
         rllib_quantum.errors.ConfigError: model_config.readout: must be one of ['auto', 'expval', 'linear'], got 'softmax'
     """
     with reraise_under(prefix):
-        cfg = _validate_keys(model_config)
+        cfg, _, _ = _check_keys(model_config)
     if action_space is not None:
-        resolve_readout(cfg, action_space, prefix=prefix)
+        _resolve_readout(cfg, ActionHead.for_space(action_space), prefix=prefix)
     if observation_space is not None:
-        resolve_encoder(cfg, observation_space, prefix=prefix)
+        _resolve_encoder(cfg, observation_space, prefix=prefix)
     return cfg
 
 
-def _validate_keys(model_config: Optional[Mapping[str, Any]]) -> dict:
-    """The space-free checks of :func:`validate_model_config`; keys relative to ``model_config``."""
+def spec_model_config(
+    model_config: Optional[Mapping[str, Any]],
+    observation_space: Optional[gym.Space] = None,
+    action_space: Optional[gym.Space] = None,
+    *,
+    module_id: Optional[str] = None,
+    seed: Optional[int] = None,
+    prefix: str = "",
+) -> dict:
+    """The ``model_config`` dict of a quantum module's ``RLModuleSpec``, checked now.
+
+    With both spaces known: :meth:`QuantumModelConfig.to_dict` of the resolved config (what the
+    module will build, spelled out). With a space left ``None`` (RLlib infers it from the env
+    when the algorithm is built): the checked keys, defaults filled in; the module resolves them
+    in ``setup()``. ``module_id`` and ``seed`` are added as the keys ``"module_id"`` and
+    ``"seed"`` (see :class:`QuantumModelConfig`).
+
+    Example:
+        >>> import gymnasium as gym, numpy as np
+        >>> d = spec_model_config({}, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), module_id="p0")
+        >>> d["encoder"], d["readout"], d["module_id"]
+        ('none', 'expval', 'p0')
+        >>> spec_model_config({}, module_id="p0")["encoder"]   # spaces unknown yet
+        'auto'
+    """
+    if observation_space is not None and action_space is not None:
+        return QuantumModelConfig.from_dict(
+            model_config, observation_space, action_space, module_id=module_id, seed=seed, prefix=prefix
+        ).to_dict()
+    return validate_model_config(
+        _with_internal_keys(model_config, module_id, seed), observation_space, action_space, prefix=prefix
+    )
+
+
+def _with_internal_keys(model_config: Any, module_id: Optional[str], seed: Optional[int]) -> Any:
+    """``model_config`` plus ``module_id`` / ``seed`` where given (a non-mapping is left to the checks)."""
+    extra = {}
+    if module_id is not None:
+        extra[MODULE_ID_KEY] = str(module_id)
+    if seed is not None:
+        extra[SEED_KEY] = int(seed)
+    if not extra or not isinstance(model_config, (Mapping, type(None))):
+        return model_config
+    return {**(model_config or {}), **extra}
+
+
+def _check_keys(model_config: Optional[Mapping[str, Any]]) -> Tuple[dict, CircuitSpec, Optional[CircuitSpec]]:
+    """The space-free checks; keys relative to ``model_config``.
+
+    Returns the keys with defaults filled in (and the internal keys, if given), the actor's
+    circuit (every wire read out) and the quantum critic's circuit (``None`` for a classical critic).
+    """
     if model_config is None:
         model_config = {}
     if not isinstance(model_config, Mapping):
         raise ConfigError("", f"must be a dict, got {type(model_config).__name__}")
-    unknown = sorted(str(k) for k in set(model_config) - set(DEFAULT_MODEL_CONFIG) - _RLLIB_KEYS)
+    tolerated = set(DEFAULT_MODEL_CONFIG) | set(INTERNAL_KEYS) | rllib_model_config_keys()
+    unknown = sorted(str(k) for k in set(model_config) - tolerated)
     if unknown:
         raise ConfigError("", f"unknown key(s) {unknown}; allowed: {sorted(DEFAULT_MODEL_CONFIG)}")
     cfg = copy.deepcopy(DEFAULT_MODEL_CONFIG)
     for key in DEFAULT_MODEL_CONFIG:
         if key in model_config:
             cfg[key] = copy.deepcopy(model_config[key])
+    if model_config.get(MODULE_ID_KEY) is not None:
+        if not isinstance(model_config[MODULE_ID_KEY], str):
+            raise ConfigError(MODULE_ID_KEY, f"must be a str, got {model_config[MODULE_ID_KEY]!r}")
+        cfg[MODULE_ID_KEY] = model_config[MODULE_ID_KEY]
+    if model_config.get(SEED_KEY) is not None:
+        seed = model_config[SEED_KEY]
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ConfigError(SEED_KEY, f"must be an int, got {seed!r}")
+        cfg[SEED_KEY] = int(seed)
     for key in ("circuit", "critic_circuit"):
         if not isinstance(cfg[key], Mapping):
             raise ConfigError(key, f"must be a dict of circuit keys, got {cfg[key]!r}")
@@ -166,47 +250,245 @@ def _validate_keys(model_config: Optional[Mapping[str, Any]]) -> dict:
     _int_list("conv_filters", cfg["conv_filters"], inner=3)
     _int_list("critic_hiddens", cfg["critic_hiddens"])
     cfg["lr_multipliers"] = _lr_multipliers(cfg["lr_multipliers"])
+    critic_spec = None
     if cfg["critic"] == "quantum":
-        critic = critic_circuit_config(cfg)
-        CircuitSpec.from_config(critic, prefix="critic_circuit")
-        if critic["n_qubits"] != actor_spec.n_qubits:
+        critic = {**circuit, **cfg["critic_circuit"], "n_outputs": None}  # all wires read out
+        critic_spec = CircuitSpec.from_config(critic, prefix="critic_circuit")
+        if critic_spec.n_qubits != actor_spec.n_qubits:
             raise ConfigError(
                 "critic_circuit.n_qubits",
                 f"must equal circuit.n_qubits ({actor_spec.n_qubits}): both circuits read the same encoder output, "
-                f"got {critic['n_qubits']}",
+                f"got {critic_spec.n_qubits}",
             )
     elif cfg["critic_circuit"]:
         raise ConfigError("critic_circuit", "is only used with critic: 'quantum' (got critic: 'classical')")
-    return cfg
+    return cfg, actor_spec, critic_spec
 
 
-def critic_circuit_config(cfg: Mapping[str, Any]) -> dict:
-    """The quantum critic's circuit keys: the actor's, overridden by ``critic_circuit``, all wires read."""
-    return {**cfg["circuit"], **cfg["critic_circuit"], "n_outputs": None}
+ACTION_HEADS = ("categorical", "multi_categorical", "diag_gaussian")
 
 
-def n_logits(action_space: gym.Space) -> int:
-    """How many numbers the actor's read-out makes: logits for ``Discrete`` (n) and ``MultiDiscrete``
-    (sum of nvec), Gaussian means for a 1-D ``Box`` (its size; the log-stds are a separate,
-    state-independent parameter)."""
-    if isinstance(action_space, gym.spaces.Discrete):
-        return int(action_space.n)
-    if isinstance(action_space, gym.spaces.MultiDiscrete) and np.asarray(action_space.nvec).ndim == 1:
-        return int(np.sum(action_space.nvec))
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return int(action_space.shape[0])
-    raise ConfigError(
-        "action_space",
-        f"must be Discrete, (1-D) MultiDiscrete or a 1-D Box (QuantumPPORLModule takes no other), got {action_space}",
-    )
+@dataclasses.dataclass(frozen=True)
+class ActionHead:
+    """The policy's action distribution and how many read-out numbers each part takes.
 
+    Args:
+        kind: ``"categorical"`` (``Discrete``), ``"multi_categorical"`` (``MultiDiscrete``: one
+            categorical per entry of ``nvec``) or ``"diag_gaussian"`` (1-D ``Box``: the read-outs
+            are the means; the log-stds are a separate, state-independent parameter).
+        sizes: read-out numbers per part: ``(n,)``, ``nvec``, or ``(action dims,)``.
 
-def resolve_readout(cfg: Mapping[str, Any], action_space: gym.Space, *, prefix: str = "") -> str:
-    """Which actor read-out ``cfg["readout"]`` means for this action space ("expval" or "linear").
-
-    Raises ``ConfigError`` (key ``readout`` under ``prefix``, or ``action_space``) when they do not fit.
+    Example:
+        >>> import gymnasium as gym
+        >>> head = ActionHead.for_space(gym.spaces.MultiDiscrete([3, 2]))
+        >>> head, head.n_logits
+        (ActionHead(kind='multi_categorical', sizes=(3, 2)), 5)
     """
-    logits, n_qubits = n_logits(action_space), cfg["circuit"]["n_qubits"]
+
+    kind: str
+    sizes: Tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _choice("kind", self.kind, ACTION_HEADS)
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+
+    @property
+    def n_logits(self) -> int:
+        """How many numbers the actor's read-out makes (logits, or Gaussian means)."""
+        return sum(self.sizes)
+
+    @classmethod
+    def for_space(cls, action_space: gym.Space) -> "ActionHead":
+        """The head for ``action_space``; ``ConfigError`` keyed ``action_space`` for any other space."""
+        if isinstance(action_space, gym.spaces.Discrete):
+            return cls("categorical", (int(action_space.n),))
+        if isinstance(action_space, gym.spaces.MultiDiscrete) and np.asarray(action_space.nvec).ndim == 1:
+            return cls("multi_categorical", tuple(int(n) for n in np.asarray(action_space.nvec)))
+        if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+            return cls("diag_gaussian", (int(action_space.shape[0]),))
+        raise ConfigError(
+            "action_space",
+            f"must be Discrete, (1-D) MultiDiscrete or a 1-D Box (QuantumPPORLModule takes no other), got {action_space}",
+        )
+
+
+class _ReadOnlyDict(Mapping):
+    """A read-only, hashable mapping that pickles (``types.MappingProxyType`` does not)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping = ()) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __reduce__(self):
+        return (type(self), (self._data,))
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantumModelConfig:
+    """Every option of a :class:`QuantumPPORLModule`, validated and resolved for its spaces.
+
+    Build it with :meth:`from_dict` (the one parser of a ``model_config``); :meth:`to_dict` gives
+    the plain dict for ``RLModuleSpec.model_config`` back (``from_dict(to_dict())`` is equal).
+    Frozen: the spec builders and the module's ``setup()`` read the same values.
+
+    Args:
+        actor: the actor circuit; ``n_outputs`` is ``action_head.n_logits`` for the ``"expval"``
+            read-out, ``n_qubits`` for ``"linear"``.
+        readout: ``"expval"`` (logits = output-scaled ``<Z_i>`` of the first wires) or
+            ``"linear"`` (a linear layer on every ``<Z_i>``).
+        action_head: the action distribution and its sizes (:class:`ActionHead`).
+        encoder: ``"none"`` (zero-pad the vector), ``"linear"`` or ``"cnn"``.
+        input_shape: the flattened observation the encoder takes (``(D,)`` or ``(H, W, C)``).
+        conv_filters: the CNN's ``(out_channels, kernel, stride)`` layers; ``()`` without a CNN.
+        critic: ``"classical"`` (MLP on the encoder output) or ``"quantum"``.
+        critic_circuit: the quantum critic's circuit (every wire read out), else ``None``.
+        critic_hiddens: hidden sizes of the classical critic MLP; ``()`` for a quantum critic.
+        lr_multipliers: read-only mapping, parameter group -> learning-rate factor.
+        module_id: the module's id (named in its errors), if a spec builder set it.
+        seed: the experiment seed of the seeded parameter init, if any.
+
+    Example:
+        >>> import gymnasium as gym, numpy as np
+        >>> obs, act = gym.spaces.Box(-1, 1, (12,), np.float32), gym.spaces.Discrete(3)
+        >>> cfg = QuantumModelConfig.from_dict({"circuit": {"n_qubits": 5}, "critic": "quantum"}, obs, act)
+        >>> cfg.encoder, cfg.readout, cfg.actor.n_outputs, cfg.critic_circuit.n_outputs
+        ('linear', 'expval', 3, 5)
+        >>> cfg.action_head, cfg.lr_multipliers["circuit"]
+        (ActionHead(kind='categorical', sizes=(3,)), 1.0)
+        >>> QuantumModelConfig.from_dict(cfg.to_dict(), obs, act) == cfg
+        True
+        >>> cfg.readout = "linear"
+        Traceback (most recent call last):
+        ...
+        dataclasses.FrozenInstanceError: cannot assign to field 'readout'
+    """
+
+    actor: CircuitSpec
+    readout: str
+    action_head: ActionHead
+    encoder: str
+    input_shape: Tuple[int, ...]
+    conv_filters: Tuple[Tuple[int, int, int], ...]
+    critic: str
+    critic_circuit: Optional[CircuitSpec]
+    critic_hiddens: Tuple[int, ...]
+    lr_multipliers: Mapping[str, float]
+    module_id: Optional[str] = None
+    seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        # Plain containers in, immutable ones kept (so equal options compare, and hash, equal).
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        object.__setattr__(self, "conv_filters", tuple(tuple(int(v) for v in f) for f in self.conv_filters))
+        object.__setattr__(self, "critic_hiddens", tuple(int(h) for h in self.critic_hiddens))
+        object.__setattr__(self, "lr_multipliers", _ReadOnlyDict(self.lr_multipliers))
+
+    @property
+    def n_qubits(self) -> int:
+        """The register size (actor and quantum critic alike)."""
+        return self.actor.n_qubits
+
+    @classmethod
+    def from_dict(
+        cls,
+        model_config: Optional[Mapping[str, Any]],
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        module_id: Optional[str] = None,
+        seed: Optional[int] = None,
+        prefix: str = "",
+    ) -> "QuantumModelConfig":
+        """Validates ``model_config`` and resolves it for the spaces.
+
+        Args:
+            model_config: user keys (see :data:`DEFAULT_MODEL_CONFIG`; ``None``: all defaults).
+                Keys of RLlib's ``DefaultModelConfig`` (which RLlib merges in) are ignored;
+                ``"module_id"`` and ``"seed"`` (written by :meth:`to_dict`) are read.
+            observation_space: the module's observation space (any space of
+                :data:`~rllib_quantum.modules.observations.SUPPORTED`).
+            action_space: ``Discrete``, 1-D ``MultiDiscrete`` or a 1-D ``Box``.
+            module_id, seed: set (override) the ``"module_id"`` / ``"seed"`` keys.
+            prefix: key path of ``model_config`` itself, put in front of every error's key.
+
+        Raises:
+            ConfigError: as :func:`validate_model_config`.
+        """
+        with reraise_under(prefix):
+            cfg, actor, critic = _check_keys(_with_internal_keys(model_config, module_id, seed))
+        head = ActionHead.for_space(action_space)
+        readout = _resolve_readout(cfg, head, prefix=prefix)
+        encoder, input_shape, conv_filters = _resolve_encoder(cfg, observation_space, prefix=prefix)
+        return cls(
+            actor=dataclasses.replace(actor, n_outputs=head.n_logits if readout == "expval" else actor.n_qubits),
+            readout=readout,
+            action_head=head,
+            encoder=encoder,
+            input_shape=input_shape,
+            conv_filters=conv_filters if encoder == "cnn" else (),
+            critic=cfg["critic"],
+            critic_circuit=critic,
+            critic_hiddens=cfg["critic_hiddens"] if critic is None else (),
+            lr_multipliers=cfg["lr_multipliers"],
+            module_id=cfg.get(MODULE_ID_KEY),
+            seed=cfg.get(SEED_KEY),
+        )
+
+    def to_dict(self) -> dict:
+        """The plain ``model_config`` dict (JSON-able; choices resolved, read-out wires left to
+        the module) that :meth:`from_dict` turns back into an equal object.
+
+        Example:
+            >>> import gymnasium as gym
+            >>> d = QuantumModelConfig.from_dict({}, gym.spaces.Box(0, 1, (7, 7, 3)), gym.spaces.Discrete(2)).to_dict()
+            >>> d["encoder"], d["conv_filters"], d["critic_hiddens"], "n_outputs" in d["circuit"]
+            ('cnn', [[16, 3, 1], [32, 3, 1]], [64, 64], False)
+        """
+        circuit = self.actor.to_config()
+        del circuit["n_outputs"]  # not settable: follows from the read-out
+        critic_circuit = {}
+        if self.critic_circuit is not None:  # only what differs from the actor's circuit
+            critic = self.critic_circuit.to_config()
+            critic_circuit = {k: v for k, v in critic.items() if k != "n_outputs" and v != circuit[k]}
+        out = {
+            "circuit": circuit,
+            "encoder": self.encoder,
+            "conv_filters": [list(f) for f in self.conv_filters],
+            "readout": self.readout,
+            "critic": self.critic,
+            "critic_circuit": critic_circuit,
+            "critic_hiddens": list(self.critic_hiddens),
+            "lr_multipliers": dict(self.lr_multipliers),
+        }
+        if self.module_id is not None:
+            out[MODULE_ID_KEY] = self.module_id
+        if self.seed is not None:
+            out[SEED_KEY] = self.seed
+        return out
+
+
+def _resolve_readout(cfg: Mapping[str, Any], head: ActionHead, *, prefix: str = "") -> str:
+    """Which actor read-out ``cfg["readout"]`` means for this action head ("expval" or "linear").
+
+    Raises ``ConfigError`` (key ``readout`` under ``prefix``) when they do not fit.
+    """
+    logits, n_qubits = head.n_logits, cfg["circuit"]["n_qubits"]
     readout = cfg["readout"]
     if readout == "auto":
         return "expval" if logits <= n_qubits else "linear"
@@ -245,11 +527,11 @@ def fit_small_image_filters(shape) -> list:
     return out
 
 
-def resolve_conv_filters(cfg: Mapping[str, Any], observation_space: gym.Space, *, prefix: str = "") -> list:
-    """The CNN layers for an image observation: ``cfg["conv_filters"]`` when they fit the frame;
-    with ``encoder: auto`` and the default filters, small frames get :func:`fit_small_image_filters`
-    (as RLlib's catalog picks filters by frame size); else :class:`ConfigError` on ``conv_filters``."""
-    shape = encoder_input_shape(observation_space)
+def _resolve_conv_filters(cfg: Mapping[str, Any], shape: Tuple[int, ...], *, prefix: str = "") -> list:
+    """The CNN layers for an image observation of ``shape``: ``cfg["conv_filters"]`` when they fit
+    the frame; with ``encoder: auto`` and the default filters, small frames get
+    :func:`fit_small_image_filters` (as RLlib's catalog picks filters by frame size); else
+    :class:`ConfigError` on ``conv_filters``."""
     filters = [list(f) for f in cfg["conv_filters"]]
     bad = _conv_fits(shape, filters)
     if bad is None:
@@ -265,8 +547,10 @@ def resolve_conv_filters(cfg: Mapping[str, Any], observation_space: gym.Space, *
     ).under(prefix)
 
 
-def resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space, *, prefix: str = "") -> str:
-    """Which encoder ``cfg["encoder"]`` means for this observation space ("none", "linear", "cnn").
+def _resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space, *, prefix: str = "") -> Tuple[str, tuple, list]:
+    """Which encoder ``cfg["encoder"]`` means for this observation space: ``(kind, input shape,
+    CNN layers)`` with kind "none", "linear" or "cnn" (the layers are ``cfg["conv_filters"]``
+    unless the kind is "cnn").
 
     Any space of :data:`~rllib_quantum.modules.observations.SUPPORTED` works: images ``(H, W, C)``
     go to the CNN, everything else is flattened to a vector first (one-hots for discrete parts,
@@ -290,8 +574,9 @@ def resolve_encoder(cfg: Mapping[str, Any], observation_space: gym.Space, *, pre
         ).under(prefix)
     if choice == "linear" and len(shape) != 1:
         raise ConfigError("encoder", f"'linear' needs a vector observation, got shape {shape}").under(prefix)
+    filters = cfg["conv_filters"]
     if choice == "cnn":
         if len(shape) != 3:
             raise ConfigError("encoder", f"'cnn' needs an image observation (H, W, C), got shape {shape}").under(prefix)
-        resolve_conv_filters(cfg, observation_space, prefix=prefix)
-    return choice
+        filters = _resolve_conv_filters(cfg, shape, prefix=prefix)
+    return choice, shape, filters

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
-import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
@@ -27,22 +25,8 @@ from rllib_quantum import safety
 from rllib_quantum.circuits import QuantumLayer
 from rllib_quantum.errors import reraise_under
 from rllib_quantum.modules.encoders import build_encoder, mlp
-from rllib_quantum.modules.observations import ObservationFlattener, encoder_input_shape
-from rllib_quantum.modules.model_config import (
-    PARAMETER_GROUPS,
-    critic_circuit_config,
-    n_logits,
-    resolve_conv_filters,
-    resolve_encoder,
-    resolve_readout,
-    validate_model_config,
-)
-
-# ``model_config`` keys the package's spec builders (``rllib_quantum.strategies.module_spec``,
-# ``with_quantum_policies``) add next to the user's keys; taken out before validation.
-MODULE_ID_KEY = "module_id"  # the module's id in its MultiRLModule: error messages name it
-SEED_KEY = "seed"  # the experiment seed: parameter init draws from a generator seeded by (seed, module id)
-INTERNAL_KEYS = (MODULE_ID_KEY, SEED_KEY)
+from rllib_quantum.modules.observations import ObservationFlattener
+from rllib_quantum.modules.model_config import PARAMETER_GROUPS, QuantumModelConfig
 
 
 def init_seed(seed: int, module_id: Optional[str]) -> int:
@@ -88,9 +72,11 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     Env runners build the module ``inference_only``: the critic is dropped there.
 
     All options come from ``model_config`` (see
-    :data:`rllib_quantum.modules.model_config.DEFAULT_MODEL_CONFIG`), validated in ``setup()``:
-    a bad one raises :class:`~rllib_quantum.errors.ConfigError` keyed by its path inside
-    ``model_config``, like ``circuit.n_qubits``.
+    :data:`rllib_quantum.modules.model_config.DEFAULT_MODEL_CONFIG`), resolved in ``setup()``
+    into :attr:`quantum_config`, a frozen
+    :class:`~rllib_quantum.modules.model_config.QuantumModelConfig` (the same object the spec
+    builders make): a bad option raises :class:`~rllib_quantum.errors.ConfigError` keyed by its
+    path inside ``model_config``, like ``circuit.n_qubits``.
 
     Example:
         >>> import gymnasium as gym, numpy as np, torch
@@ -103,73 +89,83 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         >>> out = module.forward_train({Columns.OBS: torch.rand(4, 5)})
         >>> out[Columns.ACTION_DIST_INPUTS].shape, module.compute_values({Columns.OBS: torch.rand(4, 5)}).shape
         (torch.Size([4, 3]), torch.Size([4]))
+        >>> module.quantum_config.encoder, module.quantum_config.actor.n_outputs
+        ('none', 3)
     """
 
     @override(TorchRLModule)
     def setup(self) -> None:
-        given = self.model_config
-        internal = {}
-        if isinstance(given, Mapping):
-            internal = {k: given[k] for k in INTERNAL_KEYS if k in given}
-            given = {k: v for k, v in given.items() if k not in INTERNAL_KEYS}
-        self.module_id = internal.get(MODULE_ID_KEY)
-        cfg = validate_model_config(given, self.observation_space, self.action_space)
-        with _seeded_init(internal.get(SEED_KEY), self.module_id):
-            self._build(cfg)
+        self.quantum_config = QuantumModelConfig.from_dict(self.model_config, self.observation_space, self.action_space)
+        self.module_id = self.quantum_config.module_id
+        with _seeded_init(self.quantum_config.seed, self.module_id):
+            self._build(self.quantum_config)
 
-    def _build(self, cfg: Dict[str, Any]) -> None:
-        circuit = cfg["circuit"]
-        n_qubits = circuit["n_qubits"]
-        logits = n_logits(self.action_space)
-
-        kind = resolve_encoder(cfg, self.observation_space)
-        filters = resolve_conv_filters(cfg, self.observation_space) if kind == "cnn" else cfg["conv_filters"]
+    def _build(self, cfg: QuantumModelConfig) -> None:
+        n_qubits, head = cfg.n_qubits, cfg.action_head
         # Any supported space -> a float image or vector (one-hots, flattened Dict/Tuple, pixels / 255).
         self.flatten = ObservationFlattener(self.observation_space)
-        self.encoder = build_encoder(kind, encoder_input_shape(self.observation_space), n_qubits, filters)
+        self.encoder = build_encoder(cfg.encoder, cfg.input_shape, n_qubits, cfg.conv_filters)
 
-        readout = resolve_readout(cfg, self.action_space)
         with reraise_under("circuit"):  # e.g. execution: 'fast' the fast path cannot run
-            self.actor = QuantumLayer({**circuit, "n_outputs": logits if readout == "expval" else n_qubits})
-        self.actor_head = nn.Linear(n_qubits, logits) if readout == "linear" else nn.Identity()
+            self.actor = QuantumLayer(cfg.actor)
+        self.actor_head = nn.Linear(n_qubits, head.n_logits) if cfg.readout == "linear" else nn.Identity()
 
-        if cfg["critic"] == "quantum":
+        if cfg.critic_circuit is not None:
             with reraise_under("critic_circuit"):
-                self.critic = nn.Sequential(QuantumLayer(critic_circuit_config(cfg)), nn.Linear(n_qubits, 1))
+                self.critic = nn.Sequential(QuantumLayer(cfg.critic_circuit), nn.Linear(n_qubits, 1))
         else:
-            self.critic = mlp(n_qubits, cfg["critic_hiddens"], 1)
+            self.critic = mlp(n_qubits, cfg.critic_hiddens, 1)
 
         # Box actions: a diagonal Gaussian whose means are the read-outs and whose log-stds are one
         # learned, state-independent parameter per action dimension (RLlib's free_log_std).
-        self.log_std = nn.Parameter(torch.zeros(logits)) if isinstance(self.action_space, gym.spaces.Box) else None
-        if isinstance(self.action_space, gym.spaces.MultiDiscrete):
-            self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
-                input_lens=[int(n) for n in np.asarray(self.action_space.nvec)]
-            )
-        elif self.log_std is not None:
-            self.action_dist_cls = TorchDiagGaussian
+        gaussian = head.kind == "diag_gaussian"
+        self.log_std = nn.Parameter(torch.zeros(head.n_logits)) if gaussian else None
+        if head.kind == "multi_categorical":  # one categorical per nvec entry
+            self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(input_lens=list(head.sizes))
         else:
-            self.action_dist_cls = TorchCategorical
-        self.resolved_model_config = {**cfg, "encoder": kind, "readout": readout, "conv_filters": filters}
+            self.action_dist_cls = TorchDiagGaussian if gaussian else TorchCategorical
+
+    @property
+    def resolved_model_config(self) -> Dict[str, Any]:
+        """The plain-dict form of :attr:`quantum_config` (``encoder``, ``readout``, ``conv_filters``
+        as built)."""
+        return self.quantum_config.to_dict()
 
     # ---- forward passes (RLlib calls the public forward_* methods; we override the private ones)
+    # The actor path in three steps, so that StackedQuantumMultiRLModule can run step 2 for several
+    # modules at once: embed (observation -> circuit inputs), the circuit, dist_inputs (read-outs ->
+    # action-distribution inputs).
+    def embed(self, batch: Dict[str, Any], where: str) -> torch.Tensor:
+        """Flattened, checked observation through the pre-encoder: the circuit's ``(B, n_qubits)`` inputs."""
+        with self._reporting(where):
+            return self.encoder(self._check_finite(self.flatten(batch[Columns.OBS]), "observation", where))
+
+    def dist_inputs(self, readouts: torch.Tensor, where: str) -> torch.Tensor:
+        """The actor circuit's read-outs -> logits (or ``[means, log_stds]`` for Box actions), checked."""
+        with self._reporting(where):
+            out = self.actor_head(readouts)
+            if self.log_std is not None:  # TorchDiagGaussian's inputs
+                out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        return self._check_finite(out, "logits", where)
+
     def _logits(self, batch: Dict[str, Any], where: str) -> Dict[str, Any]:
+        embeddings = self.embed(batch, where)
+        with self._reporting(where):
+            readouts = self.actor(embeddings)
+        return {Columns.ACTION_DIST_INPUTS: self.dist_inputs(readouts, where), Columns.EMBEDDINGS: embeddings}
+
+    @contextlib.contextmanager
+    def _reporting(self, where: str):
+        """Errors other than the finite checks' (e.g. observations that do not match the declared
+        space) are reported from remote env runners, whose errors RLlib swallows."""
         try:
-            obs = self._check_finite(self.flatten(batch[Columns.OBS]), "observation", where)
-            logits = self._dist_inputs(self.actor_head(self.actor(self.encoder(obs))))
+            yield
         except FloatingPointError:
             raise  # reported by _check_finite
-        except Exception as err:  # e.g. observations that do not match the declared space
+        except Exception as err:
             if self.inference_only and safety.in_remote_actor():
                 safety.report(f"{safety.MODULE_ERROR}module {self.module_id or '<unnamed>'!r}: {safety.describe(err)} (in {where})")
             raise
-        return {Columns.ACTION_DIST_INPUTS: self._check_finite(logits, "logits", where)}
-
-    def _dist_inputs(self, readout: torch.Tensor) -> torch.Tensor:
-        """Logits as they are; for Box actions ``[means, log_stds]`` (TorchDiagGaussian's inputs)."""
-        if self.log_std is None:
-            return readout
-        return torch.cat([readout, self.log_std.expand_as(readout)], dim=-1)
 
     @override(TorchRLModule)
     def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
@@ -180,23 +176,16 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     @override(TorchRLModule)
     def _forward_inference(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
         with torch.no_grad():
-            return self._logits(batch, "forward_inference")
+            return {Columns.ACTION_DIST_INPUTS: self._logits(batch, "forward_inference")[Columns.ACTION_DIST_INPUTS]}
 
     @override(TorchRLModule)
     def _forward_exploration(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
         with torch.no_grad():
-            return self._logits(batch, "forward_exploration")
+            return {Columns.ACTION_DIST_INPUTS: self._logits(batch, "forward_exploration")[Columns.ACTION_DIST_INPUTS]}
 
     @override(TorchRLModule)
     def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        obs = self._check_finite(self.flatten(batch[Columns.OBS]), "observation", "forward_train")
-        embeddings = self.encoder(obs)
-        return {
-            Columns.ACTION_DIST_INPUTS: self._check_finite(
-                self._dist_inputs(self.actor_head(self.actor(embeddings))), "logits", "forward_train"
-            ),
-            Columns.EMBEDDINGS: embeddings,
-        }
+        return self._logits(batch, "forward_train")
 
     @override(ValueFunctionAPI)
     def compute_values(self, batch: Dict[str, Any], embeddings: Optional[Any] = None) -> TensorType:
@@ -240,8 +229,8 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     @property
     def lr_multipliers(self) -> Dict[str, float]:
-        """Learning-rate factor of each parameter group (``model_config["lr_multipliers"]``)."""
-        return self.resolved_model_config["lr_multipliers"]
+        """Learning-rate factor of each parameter group (``model_config["lr_multipliers"]``), read-only."""
+        return self.quantum_config.lr_multipliers
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
         """Trainable parameters by group: ``circuit`` (variational weights of every circuit),
