@@ -74,24 +74,30 @@ def test_layers_that_do_not_stack_run_one_by_one_with_the_same_result():
         stacked_forward(mixed, torch.rand(3, 2, 3))
 
 
-def _multi(multi_class, n_modules=3, obs_dim=5, **model_config):
+def _multi(multi_class, n_modules=3, obs_dim=5, action_space=gym.spaces.Discrete(3), **model_config):
     spec = lambda mid: RLModuleSpec(  # noqa: E731
         module_class=QuantumPPORLModule,
         observation_space=gym.spaces.Box(-1, 1, (obs_dim,), np.float32),
-        action_space=gym.spaces.Discrete(3),
+        action_space=action_space,
         model_config={"circuit": {"n_qubits": 5, "n_layers": 2}, "readout": "linear", "seed": 0, "module_id": mid, **model_config},
     )
     ids = [f"agent_{i}" for i in range(n_modules)]
     return MultiRLModuleSpec(multi_rl_module_class=multi_class, rl_module_specs={m: spec(m) for m in ids}).build()
 
 
-def test_stacked_multi_rl_module_equals_multi_rl_module():
-    stacked, plain = _multi(StackedQuantumMultiRLModule), _multi(MultiRLModule)
+@pytest.mark.parametrize("obs_dim, action_space", [
+    (5, gym.spaces.Discrete(3)),                          # the pong features: no encoder, linear head
+    (4, gym.spaces.Discrete(3)),                          # zero-padded onto 5 wires
+    (12, gym.spaces.Box(0.0, 1.0, (5,), np.float32)),     # simple spread: tanh(linear) encoder, Gaussian head
+])
+def test_stacked_multi_rl_module_equals_multi_rl_module(obs_dim, action_space):
+    stacked = _multi(StackedQuantumMultiRLModule, obs_dim=obs_dim, action_space=action_space)
+    plain = _multi(MultiRLModule, obs_dim=obs_dim, action_space=action_space)
     for mid in plain.keys():  # seeded by (seed, module id): the same initial weights
         for a, b in zip(stacked[mid].parameters(), plain[mid].parameters()):
             assert torch.equal(a, b)
     assert stacked.stack_groups(list(stacked.keys())) == [["agent_0", "agent_1", "agent_2"]]
-    batch = {mid: {Columns.OBS: torch.rand(rows, 5) * 2 - 1} for mid, rows in zip(plain.keys(), (6, 9, 1))}
+    batch = {mid: {Columns.OBS: torch.rand(rows, obs_dim) * 2 - 1} for mid, rows in zip(plain.keys(), (6, 9, 1))}
     for method in ("forward_train", "forward_exploration", "forward_inference"):
         got, want = getattr(stacked, method)(batch), getattr(plain, method)(batch)
         for mid in plain.keys():
@@ -154,3 +160,14 @@ def test_ppo_update_with_stacked_modules_equals_per_module_update(build_algo):
     # the two modules are trained apart: different weights, each with its own Adam moments
     w0, w1 = (stacked.module[m].actor.weights for m in ("paddle_0", "paddle_1"))
     assert not torch.allclose(w0, w1)
+
+
+def test_a_non_finite_observation_in_a_stacked_group_names_its_module():
+    stacked = _multi(StackedQuantumMultiRLModule)
+    batch = {mid: {Columns.OBS: torch.zeros(3, 5)} for mid in stacked.keys()}
+    batch["agent_1"][Columns.OBS][2, 4] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"^module 'agent_1': non-finite observation in forward_exploration \(1 of 15"):
+        stacked.forward_exploration(batch)
+    batch["agent_1"][Columns.OBS] = torch.zeros(3, 7)  # not the declared (5,): rerun alone, its own error
+    with pytest.raises(ValueError, match=r"observations of shape \(3, 7\) do not match the declared observation space"):
+        stacked.forward_exploration(batch)

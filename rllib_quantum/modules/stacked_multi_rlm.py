@@ -13,7 +13,8 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID
 
 from rllib_quantum.circuits import stacked_forward
-from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule
+from rllib_quantum.modules.encoders import LinearEncoder, PadEncoder
+from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule, all_finite
 
 
 class StackedQuantumMultiRLModule(MultiRLModule):
@@ -28,10 +29,11 @@ class StackedQuantumMultiRLModule(MultiRLModule):
     so each module keeps its own parameters, its own optimizer state (the learner still sees one
     module per policy), its own checkpoint state, and parameter averaging works unchanged.
 
-    Observation flattening, pre-encoders, read-out heads and checks stay per module (cheap next to
-    the circuit); the classical critic is called per module by PPO's loss. Modules of other
-    classes, circuits that do not stack (PennyLane devices, factored registers) and single
-    modules run exactly as under ``MultiRLModule``. Results equal per-module execution within
+    Vector pre-encoders and linear read-out heads run as one batched matmul per group too, and the
+    finite checks once per group; observation flattening and CNN encoders stay per module, and the
+    classical critic is called per module by PPO's loss. Modules of other classes, circuits that
+    do not stack (PennyLane devices, factored registers) and single modules run exactly as under
+    ``MultiRLModule``; a group that fails is rerun module by module, so errors name the module. Results equal per-module execution within
     float32 rounding (``tests/test_stacking.py``).
 
     :func:`rllib_quantum.strategies.multi_module_spec` and
@@ -74,6 +76,16 @@ class StackedQuantumMultiRLModule(MultiRLModule):
         return self._stacked(batch, "_forward", **kwargs)
 
     # ---- grouping --------------------------------------------------------------------------------
+    @override(MultiRLModule)
+    def add_module(self, *args, **kwargs):
+        self._group_cache = {}
+        return super().add_module(*args, **kwargs)
+
+    @override(MultiRLModule)
+    def remove_module(self, *args, **kwargs):
+        self._group_cache = {}
+        return super().remove_module(*args, **kwargs)
+
     def _quantum(self, module_id: ModuleID):
         """The module as a QuantumPPORLModule (unwrapped from DDP), or None."""
         module = self._rl_modules[module_id]
@@ -82,23 +94,27 @@ class StackedQuantumMultiRLModule(MultiRLModule):
 
     @staticmethod
     def _stack_key(module: QuantumPPORLModule):
-        head = module.actor_head
         return (
             module.actor.spec,
-            type(head),
-            tuple(head.weight.shape) if isinstance(head, nn.Linear) else None,
+            module.quantum_config.encoder,
+            module.quantum_config.input_shape,
+            _shape_key(module.actor_head),
             module.log_std is not None,
         )
 
     def stack_groups(self, module_ids: List[ModuleID]) -> List[List[ModuleID]]:
         """``module_ids`` split into groups that share a circuit call (order kept within a group);
-        modules that stack with no other come back as groups of one."""
-        groups: Dict[Any, List[ModuleID]] = {}
-        for mid in module_ids:
-            module = self._quantum(mid)
-            key = ("single", mid) if module is None else self._stack_key(module)
-            groups.setdefault(key, []).append(mid)
-        return list(groups.values())
+        modules that stack with no other come back as groups of one. Cached per id sequence (the
+        modules' shapes do not change; adding or removing a module clears the cache)."""
+        cache = self.__dict__.setdefault("_group_cache", {})
+        key = tuple(module_ids)
+        if key not in cache:
+            groups: Dict[Any, List[ModuleID]] = {}
+            for mid in module_ids:
+                module = self._quantum(mid)
+                groups.setdefault(("single", mid) if module is None else self._stack_key(module), []).append(mid)
+            cache[key] = list(groups.values())
+        return cache[key]
 
     # ---- the stacked forward pass ----------------------------------------------------------------
     def _stacked(self, batch: Dict[ModuleID, Any], method: str, **kwargs) -> Dict[ModuleID, Dict[str, Any]]:
@@ -106,21 +122,80 @@ class StackedQuantumMultiRLModule(MultiRLModule):
         where = method.lstrip("_")  # named in the modules' error messages
         out: Dict[ModuleID, Dict[str, Any]] = {}
         for group in self.stack_groups([mid for mid in batch if mid in self]):
-            if len(group) == 1:  # nothing to share: the module's own forward pass
-                mid = group[0]
+            if len(group) > 1:
+                try:
+                    out.update(self._run_group(group, batch, where))
+                    continue
+                except FloatingPointError:
+                    raise
+                except Exception:  # rerun one by one: the failing module's own path names it
+                    pass
+            for mid in group:  # nothing to share (or a failure to attribute): each module's own pass
                 out[mid] = getattr(self._rl_modules[mid], method)(batch[mid], **kwargs)
-                continue
-            modules = [self._quantum(mid) for mid in group]
-            embeddings = [m.embed(batch[mid], where) for m, mid in zip(modules, group)]
-            rows = [len(e) for e in embeddings]
-            width = max(rows)
-            padded = torch.stack([nn.functional.pad(e, (0, 0, 0, width - len(e))) for e in embeddings])
-            readouts = stacked_forward([m.actor for m in modules], padded)
-            for m, mid, e, n, r in zip(modules, group, embeddings, rows, readouts):
-                out[mid] = {Columns.ACTION_DIST_INPUTS: m.dist_inputs(r[:n], where)}
-                if where == "forward_train":
-                    out[mid][Columns.EMBEDDINGS] = e
         return out
+
+    def _run_group(self, group: List[ModuleID], batch: Dict[ModuleID, Any], where: str) -> Dict[ModuleID, Dict[str, Any]]:
+        """One group: observations, encoders, circuits and read-out heads each as one stacked call;
+        the finite checks once per group (a failing group is checked module by module, so the
+        error names the module)."""
+        modules = [self._quantum(mid) for mid in group]
+        observations = [m.flatten(batch[mid][Columns.OBS]) for m, mid in zip(modules, group)]
+        rows = [len(o) for o in observations]
+        x = _stack_padded(observations, max(rows))
+        if not all_finite(x):
+            for m, o in zip(modules, observations):
+                m._check_finite(o, "observation", where)
+        # One group: same encoder kind and input shape, same head shapes (the stack key).
+        embeddings = stacked_apply([m.encoder for m in modules], x, same_shapes=True)
+        readouts = stacked_forward([m.actor for m in modules], embeddings)
+        logits = stacked_apply([m.actor_head for m in modules], readouts, same_shapes=True)
+        if modules[0].log_std is not None:  # Box actions: [means, log_stds]
+            log_stds = torch.stack([m.log_std for m in modules]).unsqueeze(1).expand_as(logits)
+            logits = torch.cat([logits, log_stds], dim=-1)
+        if not all_finite(logits):
+            for m, logit, n in zip(modules, logits, rows):
+                m._check_finite(logit[:n], "logits", where)
+        out = {}
+        for mid, logit, embedding, n in zip(group, logits, embeddings, rows):
+            out[mid] = {Columns.ACTION_DIST_INPUTS: logit[:n]}
+            if where == "forward_train":
+                out[mid][Columns.EMBEDDINGS] = embedding[:n]
+        return out
+
+
+def _shape_key(module: nn.Module):
+    """What decides whether modules stack in :func:`stacked_apply`: class and parameter shapes."""
+    return (type(module), tuple((name, tuple(p.shape)) for name, p in module.named_parameters()), getattr(module, "pad", None))
+
+
+def _stack_padded(tensors: List[torch.Tensor], rows: int) -> torch.Tensor:
+    """``(M, rows, ...)``: each tensor zero-padded to ``rows`` rows (zeros keep every pass finite)."""
+    return torch.stack([t if len(t) == rows else nn.functional.pad(t, (0, 0) * (t.dim() - 1) + (0, rows - len(t))) for t in tensors])
+
+
+def _stacked_linear(linears: List[nn.Linear], x: torch.Tensor) -> torch.Tensor:
+    weight = torch.stack([layer.weight for layer in linears])  # (M, out, in)
+    if linears[0].bias is None:
+        return torch.bmm(x, weight.transpose(1, 2))
+    return torch.baddbmm(torch.stack([layer.bias for layer in linears]).unsqueeze(1), x, weight.transpose(1, 2))
+
+
+def stacked_apply(modules: List[nn.Module], x: torch.Tensor, same_shapes: bool = False) -> torch.Tensor:
+    """``torch.stack([modules[m](x[m]) for m in range(M)])`` for ``(M, B, ...)`` inputs, as one
+    batched matmul for ``nn.Linear`` and the package's vector encoders (pad, ``tanh(linear)``) of
+    equal shapes; anything else (CNN encoders, mixed shapes) module by module. ``same_shapes``:
+    the caller knows the modules have equal classes and shapes (skips the check)."""
+    first = modules[0]
+    if same_shapes or all(_shape_key(m) == _shape_key(first) for m in modules[1:]):
+        if isinstance(first, nn.Identity):
+            return x
+        if isinstance(first, PadEncoder):
+            return first(x)
+        if isinstance(first, nn.Linear) and x.dim() == 3:
+            return _stacked_linear(modules, x)
+        if isinstance(first, LinearEncoder) and x.dim() == 3:
+            return torch.tanh(_stacked_linear([m.linear for m in modules], x))
+    return torch.stack([m(xm) for m, xm in zip(modules, x)])
 
 
 def is_plain_multi_rl_module_class(cls: type) -> bool:

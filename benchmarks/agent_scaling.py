@@ -1,0 +1,259 @@
+"""Agent scaling on MPE simple spread: where a PPO iteration's time goes as the agent count grows.
+
+Independent quantum policies (configs/quantum_independent_spread.yaml: one 5-qubit, 3-layer
+re-uploading circuit per agent, tanh(linear) encoder, classical critic) on ``rllib_quantum/simple_spread``
+with N = 2, 4, 8, 16 agents, each N twice:
+
+- ``stacked``    ``stack_modules: true``: StackedQuantumMultiRLModule, one circuit call for all agents
+- ``unstacked``  ``stack_modules: false``: RLlib's MultiRLModule, one circuit call per agent
+- ``classical``  configs/classical_independent_spread.yaml (RLlib's 64x64 MLPs), for reference
+
+"Equal env steps": every run samples ``batch`` env steps per iteration
+(``train_batch_size_per_learner``, counted in env steps), so the agent steps per iteration grow
+as N x ``batch``, and every module trains on ``batch`` rows per epoch in minibatches of
+``minibatch`` rows. The local env runner (``num_env_runners: 0``) samples in this process and the
+local learner updates here too, so each part can be timed by wrapping it:
+
+- env            the runner's vector env ``step`` and ``reset`` (mpe2 plus RLlib's PettingZoo wrapper),
+                 on the very steps the runner sampled
+- module fwd     the runner module's ``forward_exploration`` (one call per vector-env step, all agents)
+- sampling overh ``env_runner.sample()`` minus env minus module fwd: RLlib's per-agent episode
+                 bookkeeping and connector pipelines
+- learner        ``learner_group.update()`` (split further in a second table)
+- other          the rest of ``algo.train()``: weight sync to the runner, metrics
+- package share  module fwd + learner: the time the policies' code can change
+
+One warm-up iteration, then the mean of ``iterations`` timed ones; every timed iteration must have
+trained every module. Ends with ratios and a plot. (RLlib's own ``result["timers"]`` are not used:
+in Ray 2.60 they are exponential moving averages with coefficient 0.01, seeded by the first
+iteration, so they report roughly the warm-up iteration for many iterations.)
+
+    python benchmarks/agent_scaling.py [--agents 2 4 8 16] [--iterations 8] [--batch 800] [--no-classical]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from common import parse_args, setup_torch, start_ray
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass
+class Args:
+    agents: tuple = (2, 4, 8, 16)  # N: agents (and landmarks) per env
+    iterations: int = 8  # timed iterations per run (after one warm-up); the defaults take about 5 minutes
+    batch: int = 800  # env steps per iteration, the same for every N (agent steps: N x batch)
+    minibatch: int = 200  # rows per module and minibatch
+    epochs: int = 2
+    num_envs_per_env_runner: int = 8  # 8 envs x 100 steps = 4 episodes of 25 steps each; 100 forward calls
+    threads: int = 1  # torch threads (one, as in a runner actor; runner and learner share this process)
+    classical: bool = True  # also time the classical config (reference)
+    plot: str = "docs/img/agent_scaling.png"  # "" for no plot
+    seed: int = 0
+
+
+class Stopwatch:
+    """Seconds spent inside wrapped methods, summed by name until ``reset()``."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+
+    def wrap(self, obj, method: str, name: str) -> None:
+        """Replaces ``obj.method`` (an instance attribute shadowing the class's) by a timed call."""
+        inner = getattr(obj, method)
+
+        @functools.wraps(inner)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+                self.calls[name] += 1
+
+        setattr(obj, method, timed)
+
+    def reset(self) -> tuple:
+        """``({name: seconds}, {name: calls})`` since the last reset."""
+        out = dict(self.seconds), dict(self.calls)
+        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+        return out
+
+
+def variants(args: Args) -> dict:
+    common = {
+        "ppo.train_batch_size_per_learner": args.batch,
+        "ppo.minibatch_size": args.minibatch,
+        "ppo.num_epochs": args.epochs,
+        "env_runners.num_env_runners": 0,
+        "env_runners.num_envs_per_env_runner": args.num_envs_per_env_runner,
+        "seed": args.seed,
+    }
+    quantum = ROOT / "configs" / "quantum_independent_spread.yaml"
+    out = {
+        "stacked": (quantum, {**common, "stack_modules": True}),
+        "unstacked": (quantum, {**common, "stack_modules": False}),
+    }
+    if args.classical:
+        out["classical"] = (ROOT / "configs" / "classical_independent_spread.yaml", common)
+    return out
+
+
+def time_run(config_path, overrides, iterations: int) -> dict:
+    from rllib_quantum.config import load_experiment
+
+    exp = load_experiment(config_path, overrides)
+    algo = exp.algo_config.build_algo()
+    try:
+        runner, learner = algo.env_runner, algo.learner_group._learner
+        watch = Stopwatch()
+        watch.wrap(runner, "sample", "sampling")
+        watch.wrap(runner.env, "step", "env")
+        watch.wrap(runner.env, "reset", "env")
+        watch.wrap(runner.module, "forward_exploration", "module_fwd")
+        watch.wrap(algo.learner_group, "update", "learner")
+        watch.wrap(learner.module, "forward_train", "l_forward")
+        watch.wrap(learner, "compute_losses", "l_losses")
+        watch.wrap(learner, "compute_gradients", "l_backward")
+        watch.wrap(learner, "apply_gradients", "l_optimizer")
+        algo.train()  # warm-up: first torch calls, operator caches, episode buffers
+        watch.reset()
+        rows = defaultdict(list)
+        for _ in range(iterations):
+            start = time.perf_counter()
+            result = algo.train()
+            total = time.perf_counter() - start
+            trained = [result["learners"][m]["num_module_steps_trained"] for m in exp.plan.module_ids]
+            if min(trained) <= 0:
+                raise RuntimeError(f"an iteration trained nothing ({trained}): sampling timed out?")
+            t, calls = watch.reset()
+            if not calls.get("env") or not calls.get("module_fwd"):  # the runner rebuilt its env or module
+                raise RuntimeError(f"a timed part was never called ({calls}): the timings would be wrong")
+            rows["total"].append(total)
+            for key in ("env", "module_fwd", "learner", "l_forward", "l_losses", "l_backward", "l_optimizer"):
+                rows[key].append(t.get(key, 0.0))
+            rows["overhead"].append(t["sampling"] - t["env"] - t["module_fwd"])
+            rows["other"].append(total - t["sampling"] - t["learner"])
+            rows["l_rest"].append(t["learner"] - sum(t.get(k, 0.0) for k in ("l_forward", "l_losses", "l_backward", "l_optimizer")))
+            rows["env_steps"].append(result["env_runners"]["num_env_steps_sampled"])
+            rows["fwd_ms_per_call"].append(t["module_fwd"] / calls["module_fwd"] * 1e3)
+        module = runner.module
+        groups = len(module.stack_groups(list(exp.plan.module_ids))) if hasattr(module, "stack_groups") else len(exp.plan.module_ids)
+    finally:
+        algo.stop()
+    out = {k: statistics.mean(v) for k, v in rows.items()}
+    out["package"] = out["module_fwd"] + out["learner"]
+    out["multi_module"] = f"{type(module).__name__}, {groups} call(s) per forward"
+    return out
+
+
+def plot(rows: dict, agents, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"stacked": "C0", "unstacked": "C1", "classical": "C2"}
+    for variant, color in styles.items():
+        if (agents[0], variant) not in rows:
+            continue
+        ax.plot(agents, [rows[n, variant]["package"] for n in agents], "o-", color=color,
+                label=f"{variant}: package (module fwd + learner)")
+    for variant, style in (("stacked", "s--"), ("unstacked", "^:")):
+        ax.plot(agents, [rows[n, variant]["env"] for n in agents], style, color="0.4", label=f"env step/reset ({variant} run)")
+    base = rows[agents[0], "stacked"]["package"]
+    ax.plot(agents, [base * n / agents[0] for n in agents], "-", color="C0", alpha=0.25, lw=4,
+            label="stacked package if linear in N")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(agents), [str(n) for n in agents])
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("agents N (equal env steps per iteration)")
+    ax.set_ylabel("seconds per iteration")
+    ax.set_title("simple spread, independent policies: time per PPO iteration")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    args = parse_args(Args, __doc__.split("\n")[0])
+    machine = setup_torch(args.threads, args.seed)
+    ray = start_ray()
+    print(f"{machine}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    print(f"settings: {dataclasses.asdict(args)}\n", flush=True)
+
+    agents = tuple(args.agents)
+    rows = {}
+    for n in agents:
+        for variant, (path, overrides) in variants(args).items():
+            start = time.perf_counter()
+            r = rows[n, variant] = time_run(path, {**overrides, "env_config.N": n}, args.iterations)
+            print(f"N={n:2d} {variant:9s} total {r['total']:6.2f} s  env {r['env']:5.2f}  module fwd {r['module_fwd']:5.2f}  "
+                  f"overhead {r['overhead']:5.2f}  learner {r['learner']:5.2f}  ({r['multi_module']}, "
+                  f"{r['fwd_ms_per_call']:.2f} ms each; "
+                  f"{r['env_steps']:.0f} env steps/iter; run {time.perf_counter() - start:.0f} s)", flush=True)
+    ray.shutdown()
+
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+    print(f"\nseconds per iteration, mean of {args.iterations} (after 1 warm-up); {args.batch} env steps per iteration "
+          f"(N x {args.batch} agent steps)\n")
+    print("| N | variant | env | module fwd | sampling overhead | learner | other | total | package share (fwd + learner) "
+          "| module fwd per call (ms) |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (n, variant), r in rows.items():
+        print(f"| {n} | {variant} | {r['env']:.3f} | {r['module_fwd']:.3f} | {r['overhead']:.3f} | {r['learner']:.3f} | "
+              f"{r['other']:.3f} | {r['total']:.3f} | {r['package']:.3f} | {r['fwd_ms_per_call']:.2f} |")
+
+    print("\nlearner update split (seconds per iteration): forward_train, compute_losses (incl. the critic), "
+          "backward, optimizer step, rest (learner connectors incl. GAE, batching, metrics)\n")
+    print("| N | variant | forward_train | losses | backward | optimizer | rest | learner |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (n, variant), r in rows.items():
+        print(f"| {n} | {variant} | {r['l_forward']:.3f} | {r['l_losses']:.3f} | {r['l_backward']:.3f} | "
+              f"{r['l_optimizer']:.3f} | {r['l_rest']:.3f} | {r['learner']:.3f} |")
+
+    lo, hi = agents[0], agents[-1]
+    grow = hi / lo
+    names = [v for v in ("stacked", "unstacked", "classical") if (lo, v) in rows]
+    print(f"\nratios N={hi} / N={lo} (linear in N would be {grow:.0f}x):")
+    for v in names:
+        a, b = rows[lo, v], rows[hi, v]
+        target = "  (target <= 3x)" if v == "stacked" else ""
+        print(f"  {v:9s} package share: {b['package'] / a['package']:5.2f}x{target}   "
+              f"module fwd {b['module_fwd'] / a['module_fwd']:5.2f}x   learner {b['learner'] / a['learner']:5.2f}x   "
+              f"total - env: {(b['total'] - b['env']) / (a['total'] - a['env']):5.2f}x   "
+              f"RLlib sampling overhead: {b['overhead'] / a['overhead']:5.2f}x   env: {b['env'] / a['env']:5.2f}x")
+    for v in names:
+        per_agent_step = [rows[n, v]["overhead"] / (n * rows[n, v]["env_steps"]) * 1e6 for n in agents]
+        print(f"  {v:9s} RLlib sampling overhead per agent step (us): " + ", ".join(
+            f"N={n}: {u:.0f}" for n, u in zip(agents, per_agent_step)))
+    print("  unstacked / stacked package share: " + ", ".join(
+        f"N={n}: {rows[n, 'unstacked']['package'] / rows[n, 'stacked']['package']:.2f}" for n in agents))
+    print("  stacked package share / total: " + ", ".join(
+        f"N={n}: {rows[n, 'stacked']['package'] / rows[n, 'stacked']['total']:.0%}" for n in agents))
+
+    if args.plot:
+        path = ROOT / args.plot
+        plot(rows, agents, path)
+        print(f"\nplot: {path}")
+
+
+if __name__ == "__main__":
+    main()
