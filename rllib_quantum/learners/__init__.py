@@ -1,5 +1,5 @@
 """RLlib learners for quantum modules (per-group learning rates, circuit diagnostics)."""
 
-from rllib_quantum.learners.quantum_ppo_torch_learner import DIAGNOSTICS, QuantumPPOTorchLearner, scaled_lr
+from rllib_quantum.learners.quantum_ppo_torch_learner import DIAGNOSTICS, QuantumPPOTorchLearner
 
-__all__ = ["DIAGNOSTICS", "QuantumPPOTorchLearner", "scaled_lr"]
+__all__ = ["DIAGNOSTICS", "QuantumPPOTorchLearner"]

@@ -34,8 +34,8 @@ experiments and :func:`rllib_quantum.with_quantum_policies` set it for you.
 Example:
     >>> from ray.rllib.algorithms.ppo import PPOConfig
     >>> config = PPOConfig().training(learner_class=QuantumPPOTorchLearner, lr=3e-3)
-    >>> scaled_lr(3e-3, 0.5), scaled_lr([[0, 1e-2], [100_000, 1e-3]], 0.1)
-    (0.0015, [[0, 0.001], [100000, 0.0001]])
+    >>> config.learner_class.__name__, config.lr
+    ('QuantumPPOTorchLearner', 0.003)
 """
 
 from __future__ import annotations
@@ -54,13 +54,6 @@ from rllib_quantum import safety
 from rllib_quantum.modules.quantum_ppo_rlm import all_finite, non_finite_parameters
 
 DIAGNOSTICS = ("weights_grad_norm", "readout_abs_mean", "input_scale_mean", "output_scale_mean")
-
-
-def scaled_lr(lr: Any, multiplier: float) -> Any:
-    """PPO's ``lr`` (a number, or a schedule ``[[timestep, lr], ...]``) times ``multiplier``."""
-    if isinstance(lr, (list, tuple)):
-        return [[t, v * multiplier] for t, v in lr]
-    return lr * multiplier
 
 
 def _circuit_name(path: str) -> str:
