@@ -34,14 +34,13 @@ iteration, so they report roughly the warm-up iteration for many iterations.)
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import parse_args, setup_torch, start_ray
+from common import Stopwatch, parse_args, setup_torch, start_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,35 +57,6 @@ class Args:
     classical: bool = True  # also time the classical config (reference)
     plot: str = "docs/img/agent_scaling.png"  # "" for no plot
     seed: int = 0
-
-
-class Stopwatch:
-    """Seconds spent inside wrapped methods, summed by name until ``reset()``."""
-
-    def __init__(self):
-        self.seconds = defaultdict(float)
-        self.calls = defaultdict(int)
-
-    def wrap(self, obj, method: str, name: str) -> None:
-        """Replaces ``obj.method`` (an instance attribute shadowing the class's) by a timed call."""
-        inner = getattr(obj, method)
-
-        @functools.wraps(inner)
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.seconds[name] += time.perf_counter() - start
-                self.calls[name] += 1
-
-        setattr(obj, method, timed)
-
-    def reset(self) -> tuple:
-        """``({name: seconds}, {name: calls})`` since the last reset."""
-        out = dict(self.seconds), dict(self.calls)
-        self.seconds, self.calls = defaultdict(float), defaultdict(int)
-        return out
 
 
 def variants(args: Args) -> dict:

@@ -5,10 +5,12 @@ Scripts run as ``python benchmarks/NAME.py``, so this module is importable as ``
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from typing import Callable, Type, TypeVar
 
 T = TypeVar("T")
@@ -63,3 +65,32 @@ def start_ray():
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     register_envs()
     return ray
+
+
+class Stopwatch:
+    """Seconds spent inside wrapped methods, summed by name until ``reset()``."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+
+    def wrap(self, obj, method: str, name: str) -> None:
+        """Replaces ``obj.method`` (an instance attribute shadowing the class's) by a timed call."""
+        inner = getattr(obj, method)
+
+        @functools.wraps(inner)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+                self.calls[name] += 1
+
+        setattr(obj, method, timed)
+
+    def reset(self) -> tuple:
+        """``({name: seconds}, {name: calls})`` since the last reset."""
+        out = dict(self.seconds), dict(self.calls)
+        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+        return out

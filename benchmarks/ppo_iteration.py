@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import parse_args, start_ray
+from common import Stopwatch, parse_args, start_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,23 +64,24 @@ def time_variant(config_path, overrides, iterations: int) -> dict:
     algo = exp.algo_config.build_algo()
     # Time the learner update by wrapping it (RLlib's result["timers"] are moving averages seeded by
     # the slow warm-up iteration: they barely move over a few iterations); the rest is sampling.
-    spent = {"learner": 0.0}
-    algo.learner_group.update = _timed(algo.learner_group.update, spent, "learner")
+    watch = Stopwatch()
+    watch.wrap(algo.learner_group, "update", "learner")
     try:
         algo.train()  # warm-up: actor start, QNode/cache building, first torch calls
         times, sample_times, learner_times = [], [], []
         for _ in range(iterations):
-            spent["learner"] = 0.0
+            watch.reset()
             start = time.perf_counter()
             result = algo.train()
             times.append(time.perf_counter() - start)
             trained = [result["learners"][m]["num_module_steps_trained"] for m in exp.plan.module_ids]
             if min(trained) <= 0:
                 raise RuntimeError(f"an iteration trained nothing ({trained}): sampling timed out?")
-            if spent["learner"] <= 0:
+            learner = watch.reset()[0].get("learner", 0.0)
+            if learner <= 0:
                 raise RuntimeError("the learner update was not timed: RLlib's training step changed?")
-            sample_times.append(times[-1] - spent["learner"])  # sampling (and weight sync): the rest
-            learner_times.append(spent["learner"])
+            sample_times.append(times[-1] - learner)  # sampling (and weight sync): the rest
+            learner_times.append(learner)
         counts = exp.build_modules()[exp.plan.module_ids[0]]
         params = sum(p.numel() for p in counts.parameters() if p.requires_grad)
     finally:
@@ -91,19 +92,6 @@ def time_variant(config_path, overrides, iterations: int) -> dict:
         "learner_s": statistics.mean(learner_times),
         "params": params,
     }
-
-
-def _timed(method, spent: dict, key: str):
-    """``method`` that adds its wall time to ``spent[key]``."""
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            spent[key] += time.perf_counter() - start
-
-    return timed
 
 
 def main() -> None:

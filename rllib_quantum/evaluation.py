@@ -201,9 +201,9 @@ def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool,
         chosen = (dist.to_deterministic() if greedy else dist).sample().numpy()
         space = getattr(module, "action_space", None)
         if isinstance(space, gym.spaces.Box):  # as RLlib's env runners send Box actions to the env
-            if setup.normalize_actions:
-                chosen = np.stack([unsquash_action(a, space) for a in chosen])
+            if setup.normalize_actions:  # both broadcast over the batch rows
+                chosen = unsquash_action(chosen, space)
             elif setup.clip_actions:
-                chosen = np.stack([clip_action(a, space) for a in chosen])
+                chosen = clip_action(chosen, space)
         actions.update(zip(agents, chosen))
     return actions

@@ -1,7 +1,9 @@
 """Shared fixtures: ONE Ray instance for the whole session (2 CPUs, no dashboard), temp dirs only."""
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,12 @@ def storage(tmp_path):
     path = tmp_path / "results"
     path.mkdir()
     return str(path)
+
+
+@pytest.fixture
+def sandbox():
+    """A short temp folder (Ray's socket paths must stay under ~100 characters), used as HOME by
+    scripts run as subprocesses (``_helpers.run_script``)."""
+    path = Path(tempfile.mkdtemp(prefix="rqx-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

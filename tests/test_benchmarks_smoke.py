@@ -5,48 +5,17 @@ Each runs as a subprocess (it starts its own Ray) with HOME, TMPDIR and RAY_TMPD
 folder; afterwards nothing may exist under the temp HOME's ``ray_results``.
 """
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def sandbox():
-    """A short temp folder (Ray's socket paths must stay under ~100 characters) used as HOME."""
-    path = Path(tempfile.mkdtemp(prefix="rqb-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def run_benchmark(script, args, home: Path, timeout=120):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
-    env.update(
-        HOME=str(home), TMPDIR=str(home), RAY_TMPDIR=str(home), RAY_AUTH_MODE="disabled",
-        PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
-    )
-    proc = subprocess.run(
-        [sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, env=env, timeout=timeout,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stdout[-4000:]}"
-    assert not (home / "ray_results").exists(), f"{script} wrote {list((home / 'ray_results').rglob('*'))}"
-    return proc.stdout
+from _helpers import run_script
 
 
 def test_agent_scaling_smoke(sandbox):
     plot = sandbox / "agent_scaling.png"
-    out = run_benchmark("agent_scaling.py", [
+    out = run_script("benchmarks/agent_scaling.py", [
         "--agents", "2", "--iterations", "1", "--batch", "100", "--minibatch", "50", "--epochs", "1",
         "--num-envs-per-env-runner", "2", "--no-classical", "--plot", str(plot),
-    ], sandbox)
+    ], sandbox, timeout=120)
     # Both variants ran, and the stacked one really shared one circuit call between the 2 agents.
     assert re.search(r"N= 2 stacked .*StackedQuantumMultiRLModule, 1 call\(s\) per forward", out), out[-3000:]
     assert re.search(r"N= 2 unstacked .*MultiRLModule, 2 call\(s\) per forward", out), out[-3000:]

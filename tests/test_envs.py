@@ -6,8 +6,6 @@ No Ray cluster is started: ``register_env`` only queues the creators locally.
 from __future__ import annotations
 
 import inspect
-import pickle
-import re
 import warnings
 
 import gymnasium as gym
@@ -31,6 +29,7 @@ from rllib_quantum.envs import (
 )
 from rllib_quantum.envs.validation import GAME_DEFAULTS
 from rllib_quantum.errors import ConfigError
+from _helpers import assert_env_config_refused
 
 AGENTS = ["paddle_0", "paddle_1"]
 
@@ -298,19 +297,7 @@ def test_validation_fills_defaults():
 def test_validation_errors_name_the_key(env_config, key, match):
     """Keys inside env_config; the registered creators (what RLlib calls) and the experiment loader
     put ``env_config`` in front."""
-    pattern = "^" + (re.escape(key) + ": " if key else "") + match
-    with pytest.raises(ConfigError, match=pattern) as info:
-        validate_pong_config(env_config)
-    assert info.value.key == key
-    with pytest.raises(ConfigError, match=pattern) as info:  # the creators validate too
-        make_cooperative_pong(env_config)
-    assert info.value.key == key
-    full = f"env_config.{key}" if key else "env_config"
-    with pytest.raises(ConfigError, match="^" + re.escape(full) + ": " + match) as info:
-        ENV_CREATORS[COOPERATIVE_PONG](env_config)
-    assert info.value.key == full
-    clone = pickle.loads(pickle.dumps(info.value))  # env creators run on Ray workers
-    assert (clone.key, str(clone)) == (full, str(info.value))
+    assert_env_config_refused(validate_pong_config, make_cooperative_pong, ENV_CREATORS[COOPERATIVE_PONG], env_config, key, match)
 
 
 def test_scripted_tracker_beats_random_by_a_wide_margin():

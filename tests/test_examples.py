@@ -5,43 +5,19 @@ with HOME, TMPDIR and RAY_TMPDIR in a fresh temp folder; afterwards nothing may 
 temp HOME's ``ray_results``.
 """
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from _helpers import ROOT, run_script
 from _tiny import TINY
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
 
 
-@pytest.fixture
-def sandbox():
-    """A short temp folder (Ray's socket paths must stay under ~100 characters) used as HOME."""
-    path = Path(tempfile.mkdtemp(prefix="rqx-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def run_example(script, args, home: Path, timeout=300):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
-    env.update(
-        HOME=str(home), TMPDIR=str(home), RAY_TMPDIR=str(home), RAY_AUTH_MODE="disabled",
-        PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
-    )
-    proc = subprocess.run(
-        [sys.executable, f"examples/{script}", *args], cwd=ROOT, env=env, timeout=timeout,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stdout[-4000:]}"
-    assert not (home / "ray_results").exists(), f"{script} wrote {list((home / 'ray_results').rglob('*'))}"
-    return proc.stdout
+    return run_script(f"examples/{script}", args, home, timeout)
 
 
 def _set_flags():

@@ -3,8 +3,6 @@ env_config checks, and the shipped spread configs training one tiny iteration.""
 
 from __future__ import annotations
 
-import pickle
-import re
 from pathlib import Path
 
 import gymnasium as gym
@@ -20,6 +18,7 @@ from rllib_quantum.envs import (
     validate_simple_spread_config,
 )
 from rllib_quantum.errors import ConfigError
+from _helpers import assert_env_config_refused
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,18 +72,9 @@ def test_defaults_are_mpe2s():
     ],
 )
 def test_validation_errors_name_the_key(env_config, key, match):
-    pattern = "^" + (re.escape(key) + ": " if key else "") + match
-    with pytest.raises(ConfigError, match=pattern) as info:
-        validate_simple_spread_config(env_config)
-    assert info.value.key == key
-    with pytest.raises(ConfigError, match=pattern):
-        make_simple_spread(env_config)
-    full = f"env_config.{key}" if key else "env_config"  # what RLlib calls: the registered creator
-    with pytest.raises(ConfigError, match="^" + re.escape(full) + ": " + match) as info:
-        ENV_CREATORS[SIMPLE_SPREAD](env_config)
-    assert info.value.key == full
-    clone = pickle.loads(pickle.dumps(info.value))  # env creators run on Ray workers
-    assert (clone.key, str(clone)) == (full, str(info.value))
+    assert_env_config_refused(
+        validate_simple_spread_config, make_simple_spread, ENV_CREATORS[SIMPLE_SPREAD], env_config, key, match
+    )
 
 
 def test_pong_rules_do_not_apply_to_spread():
