@@ -19,6 +19,10 @@ with how many seeds reach the goal (>= 90 per paddle on both measures). Writes o
 PNG per variant (per-seed curves, smoothed, with the random and ceiling levels).
 
     python benchmarks/learning.py [--variants quantum classical quantum-frozen] [--seeds 0 1 2 3 4]
+    python benchmarks/learning.py --variants classical --set "ppo.lr=[[0, 0.0025], [500000, 0.00025]]"
+
+``--set key=value`` (as ``rllib-quantum train --set``, values parsed as YAML) changes every variant's
+config the same way: a probe of one setting over several seeds without editing the configs.
 """
 
 from __future__ import annotations
@@ -57,12 +61,15 @@ class Args:
     eval_episodes: int = 20
     storage: str = "results/learning"
     plots: str = "docs/img"
+    set: tuple = ()  # "key=value" overrides for every variant's config (as rllib-quantum train --set)
 
 
 def run_variant(name: str, args: Args):
+    from rllib_quantum.config import parse_overrides
     from rllib_quantum.search import Search
 
     config, overrides = VARIANTS[name]
+    overrides = {**overrides, **parse_overrides(args.set)}
     base = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())
     iterations = args.iterations or math.ceil(base["stop"][STEPS] / base["ppo"]["train_batch_size_per_learner"])
     search = Search(
@@ -85,6 +92,8 @@ def main() -> None:
     from rllib_quantum.search import GREEDY_EVAL_PREFIX
 
     levels = reference_returns(COOPERATIVE_PONG, {"obs": "features"})
+    if args.set:
+        print(f"every variant with --set {' '.join(args.set)}")
     print("| variant | seed | env steps | training return, last 10 iterations | greedy evaluation (mean +- 95% CI) | eval episode length |")
     print("| --- | --- | --- | --- | --- | --- |")
     summary = {}
@@ -106,7 +115,7 @@ def main() -> None:
             {f"seed {s}": r.metrics_dataframe for s, r in sorted(results.items())},
             ROOT / args.plots / f"learning_{name}.png", title=f"{name}: training return per paddle", smooth=10, levels=levels,
         )
-        print(f"curves: {plot.relative_to(ROOT)}")
+        print(f"curves: {plot.relative_to(ROOT) if plot.is_relative_to(ROOT) else plot}")
     print(f"\n| variant | seeds | mean training return | mean greedy evaluation | seeds >= {GOAL:g} on both |")
     print("| --- | --- | --- | --- | --- |")
     for name, rows in summary.items():

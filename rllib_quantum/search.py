@@ -94,10 +94,15 @@ class Search:
         metric = self.metric
 
         def run_trial(sampled: Dict[str, Any]) -> None:
+            import ray.tune.trainable.trainable as trainable_module
+
             from rllib_quantum.envs import register_envs
 
             register_envs()
             exp = build_experiment(base, {**overrides, **sampled})
+            # The Algorithm built here is not Tune's trainable: it would make its own (empty) log
+            # folder under ~/ray_results. Point it into this trial's folder instead.
+            trainable_module.DEFAULT_STORAGE_PATH = tune.get_context().get_trial_dir()
             algo = exp.algo_config.build_algo()
             try:
                 for iteration in range(1, max_iterations + 1):

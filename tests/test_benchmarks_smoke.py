@@ -1,5 +1,6 @@
 """Benchmark scripts run end to end with tiny flags (their numbers are not checked, only that they
-measure and print): ``benchmarks/agent_scaling.py`` at N=2, one iteration, tiny batch.
+measure and print): ``benchmarks/agent_scaling.py`` at N=2, one iteration, tiny batch;
+``benchmarks/learning.py`` for one seed, one tiny iteration, with ``--set`` overrides.
 
 Each runs as a subprocess (it starts its own Ray) with HOME, TMPDIR and RAY_TMPDIR in a fresh temp
 folder; afterwards nothing may exist under the temp HOME's ``ray_results``.
@@ -26,3 +27,19 @@ def test_agent_scaling_smoke(sandbox):
         assert total > 0
     assert "stacked   package share:" in out and "unstacked package share:" in out
     assert plot.stat().st_size > 0 and f"plot: {plot}" in out
+
+
+def test_learning_smoke(sandbox):
+    out = run_script("benchmarks/learning.py", [
+        "--variants", "quantum", "--seeds", "0", "--iterations", "1", "--eval-episodes", "1",
+        "--set", "ppo.train_batch_size_per_learner=256", "ppo.minibatch_size=128", "ppo.num_epochs=1",
+        "env_config.max_cycles=50", "ppo.lr=[[0, 0.01], [256, 0.001]]",
+        "--storage", str(sandbox / "runs"), "--plots", str(sandbox / "plots"),
+    ], sandbox, timeout=240)
+    assert "every variant with --set ppo.train_batch_size_per_learner=256" in out, out[-3000:]
+    # One row for the one seed: 256 env steps (two per env on the 128 envs), finite numbers.
+    # (one iteration finishes no training episode: its training return is nan; one eval episode: no CI)
+    [row] = re.findall(r"^\| quantum \| 0 \| (\d+) \| (nan|[-0-9.]+) \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \| \d+ \|$", out, re.M)
+    assert 256 <= int(row[0]) < 512, row
+    assert (sandbox / "plots" / "learning_quantum.png").stat().st_size > 0
+    assert f"curves: {sandbox / 'plots' / 'learning_quantum.png'}" in out

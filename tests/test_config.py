@@ -42,15 +42,15 @@ def test_independent_quantum_pong_maps_each_paddle_to_its_own_quantum_module():
 
 
 def test_overrides_set_dotted_keys_and_parse_yaml_values():
-    overrides = parse_overrides(["ppo.lr=0.01", "model_config.circuit.n_qubits=6", "env_config.max_cycles=50", "stop.training_iteration=3"])
-    assert overrides == {"ppo.lr": 0.01, "model_config.circuit.n_qubits": 6, "env_config.max_cycles": 50, "stop.training_iteration": 3}
+    overrides = parse_overrides(["ppo.lr=0.02", "model_config.circuit.n_qubits=6", "env_config.max_cycles=50", "stop.training_iteration=3"])
+    assert overrides == {"ppo.lr": 0.02, "model_config.circuit.n_qubits": 6, "env_config.max_cycles": 50, "stop.training_iteration": 3}
     exp = build_experiment(BASE, overrides)
-    assert exp.algo_config.lr == 0.01
+    assert exp.algo_config.lr == 0.02
     assert exp.algo_config.env_config["max_cycles"] == 50
     assert exp.stop == {"env_runners/num_env_steps_sampled_lifetime": 500000, "training_iteration": 3}
     module = exp.build_modules()["paddle_0"]
     assert module.actor.spec.n_qubits == 6 and module.resolved_model_config["encoder"] == "none"  # 5 features zero-padded
-    assert BASE["ppo"]["lr"] == 0.01  # the loaded dict itself is not changed
+    assert BASE["ppo"]["lr"] == [[0, 0.01], [500000, 0.001]]  # the loaded dict itself is not changed
 
 
 def test_missing_keys_and_files_are_named(tmp_path):

@@ -87,6 +87,29 @@ def test_each_group_trains_at_its_own_rate_and_zero_freezes(build_algo):
         assert not torch.equal(before[key], after[key]), key
 
 
+def test_lr_schedule_moves_every_group_at_its_multiplier(build_algo):
+    # RLlib hands a scheduled lr over as a 0-d tensor, which torch's foreach Adam refuses: the
+    # learner must set floats, and keep each group's multiplier as the schedule moves.
+    exp = load_experiment(CONFIG, tiny("quantum", **{
+        "ppo.lr": [[0, 0.004], [400, 0.0004]],
+        "ppo.entropy_coeff": [[0, 0.01], [400, 0.0]],
+        "model_config.lr_multipliers": {"input_scale": 0.5, "output_scale": 2.0},
+    }))
+    algo = build_algo(exp.algo_config)
+    [(_, optimizer)] = _local_learner(algo).get_optimizers_for_module("paddle_0")
+    seen, entropy_coeffs = [], []
+    for _ in range(2):
+        entropy_coeffs.append(algo.train()["learners"]["paddle_0"]["curr_entropy_coeff"])
+        lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
+        assert all(type(lr) is float for lr in lrs.values()), lrs
+        assert lrs["input_scale"] == pytest.approx(0.5 * lrs["circuit"])
+        assert lrs["output_scale"] == pytest.approx(2.0 * lrs["circuit"])
+        assert lrs["classical"] == pytest.approx(lrs["circuit"])
+        seen.append(lrs["circuit"])
+    assert 0.004 > seen[0] > seen[1] >= 0.0004 - 1e-12, seen  # annealed, step by step
+    assert 0.01 >= entropy_coeffs[0] > entropy_coeffs[1] >= 0.0, entropy_coeffs  # its schedule too
+
+
 def test_frozen_circuit_ablation_trains_everything_but_the_circuit(build_algo):
     exp = load_experiment(CONFIG, tiny("quantum", **{"model_config.circuit.trainable_weights": False,
                                                      "env_runners.num_env_runners": 1}))

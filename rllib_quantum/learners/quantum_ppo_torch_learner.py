@@ -96,7 +96,9 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
     @staticmethod
     @override(TorchLearner)
     def _set_optimizer_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-        # RLlib sets PPO's lr (or its schedule's current value); each group runs at lr x multiplier.
+        # RLlib sets PPO's lr, or its schedule's current value as a 0-d tensor: a float here, since
+        # torch's foreach Adam refuses a tensor lr. Each group runs at lr x multiplier.
+        lr = float(lr)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_multiplier", 1.0)
 
