@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 import torch
 from torch import nn
@@ -12,7 +12,7 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID
 
-from rllib_quantum.circuits import stacked_forward
+from rllib_quantum.circuits import QuantumLayer, stacked_forward
 from rllib_quantum.modules.encoders import LinearEncoder, PadEncoder
 from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule, all_finite
 
@@ -30,8 +30,9 @@ class StackedQuantumMultiRLModule(MultiRLModule):
     module per policy), its own checkpoint state, and parameter averaging works unchanged.
 
     Vector pre-encoders and linear read-out heads run as one batched matmul per group too, and the
-    finite checks once per group; observation flattening and CNN encoders stay per module, and the
-    classical critic is called per module by PPO's loss. Modules of other classes, circuits that
+    finite checks once per group; observation flattening and CNN encoders stay per module. The
+    critics of a group run as one batched pass in
+    :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` 's PPO loss (:meth:`stacked_values`). Modules of other classes, circuits that
     do not stack (PennyLane devices, factored registers) and single modules run exactly as under
     ``MultiRLModule``; a group that fails is rerun module by module, so errors name the module. Results equal per-module execution within
     float32 rounding (``tests/test_stacking.py``).
@@ -116,6 +117,25 @@ class StackedQuantumMultiRLModule(MultiRLModule):
             cache[key] = list(groups.values())
         return cache[key]
 
+    def stacked_values(self, group: List[ModuleID], embeddings: torch.Tensor) -> torch.Tensor:
+        """``(M, B)`` values of the group's critics on ``(M, B, n_qubits)`` embeddings, as one
+        batched pass per critic layer (their ``compute_values(batch, embeddings)``, stacked); the
+        finite check once for the group (a failing group is checked module by module)."""
+        modules = [self._quantum(mid) for mid in group]
+        cache = self.__dict__.setdefault("_group_cache", {})
+        key = ("critics", tuple(group))
+        if key not in cache:
+            cache[key] = len({(_shape_key(m.critic), tuple(map(type, m.critic))) for m in modules}) == 1
+        critics = [m.critic for m in modules]
+        if cache[key]:  # same layers, same shapes
+            values = stacked_apply(critics, embeddings, same_shapes=True).squeeze(-1)
+        else:
+            values = torch.stack([critic(e) for critic, e in zip(critics, embeddings)]).squeeze(-1)
+        if not all_finite(values):
+            for m, v in zip(modules, values):
+                m._check_finite(v, "value", "compute_values")
+        return values
+
     # ---- the stacked forward pass ----------------------------------------------------------------
     def _stacked(self, batch: Dict[ModuleID, Any], method: str, **kwargs) -> Dict[ModuleID, Dict[str, Any]]:
         """``method`` (a module's forward method: ``forward_train``, ...) for every module in ``batch``."""
@@ -156,11 +176,29 @@ class StackedQuantumMultiRLModule(MultiRLModule):
             for m, logit, n in zip(modules, logits, rows):
                 m._check_finite(logit[:n], "logits", where)
         out = {}
+        shared = StackedOutputs(tuple(group), logits, embeddings)
         for mid, logit, embedding, n in zip(group, logits, embeddings, rows):
             out[mid] = {Columns.ACTION_DIST_INPUTS: logit[:n]}
             if where == "forward_train":
                 out[mid][Columns.EMBEDDINGS] = embedding[:n]
+                out[mid][STACKED_OUTPUTS] = shared
         return out
+
+
+STACKED_OUTPUTS = "stacked_group_outputs"  # forward_train's key for a group's StackedOutputs
+
+
+class StackedOutputs(NamedTuple):
+    """A stacked group's ``forward_train`` outputs before they are sliced per module: ``(M, rows, ...)``
+    tensors, modules in ``group`` order, rows zero-padded to the longest batch. The learner's batched
+    PPO loss reads these rather than restacking the slices (no slice per module in the backward)."""
+
+    group: Tuple[ModuleID, ...]
+    logits: torch.Tensor  # action-distribution inputs
+    embeddings: torch.Tensor
+
+
+_ELEMENTWISE = (nn.Identity, nn.Tanh, nn.ReLU, nn.Sigmoid)
 
 
 def _shape_key(module: nn.Module):
@@ -183,11 +221,19 @@ def _stacked_linear(linears: List[nn.Linear], x: torch.Tensor) -> torch.Tensor:
 def stacked_apply(modules: List[nn.Module], x: torch.Tensor, same_shapes: bool = False) -> torch.Tensor:
     """``torch.stack([modules[m](x[m]) for m in range(M)])`` for ``(M, B, ...)`` inputs, as one
     batched matmul for ``nn.Linear`` and the package's vector encoders (pad, ``tanh(linear)``) of
-    equal shapes; anything else (CNN encoders, mixed shapes) module by module. ``same_shapes``:
-    the caller knows the modules have equal classes and shapes (skips the check)."""
+    equal shapes, layer by layer for ``nn.Sequential`` s of those and elementwise activations
+    (critic MLPs), one stacked circuit call for ``QuantumLayer`` s; anything else (CNN encoders,
+    mixed shapes) module by module. ``same_shapes``: the caller knows the modules have equal
+    classes and shapes (skips the check)."""
     first = modules[0]
+    if isinstance(first, QuantumLayer) and x.dim() == 3:
+        return stacked_forward(modules, x)  # stacks what it can, else layer by layer
     if same_shapes or all(_shape_key(m) == _shape_key(first) for m in modules[1:]):
-        if isinstance(first, nn.Identity):
+        if isinstance(first, _ELEMENTWISE):
+            return first(x)
+        if isinstance(first, nn.Sequential) and x.dim() == 3 and all(len(m) == len(first) for m in modules):
+            for layers in zip(*modules):  # e.g. critic MLPs, layer by layer (each layer's kind checked unless vouched for)
+                x = stacked_apply(list(layers), x, same_shapes=same_shapes)
             return x
         if isinstance(first, PadEncoder):
             return first(x)
