@@ -64,13 +64,19 @@ class Args:
     set: tuple = ()  # "key=value" overrides for every variant's config (as rllib-quantum train --set)
 
 
-def run_variant(name: str, args: Args):
+def variant_config(name: str, args: Args):
+    """The variant's config (a dict) and its overrides: the variant's own, then ``--set``."""
     from rllib_quantum.config import parse_overrides
-    from rllib_quantum.search import Search
 
     config, overrides = VARIANTS[name]
-    overrides = {**overrides, **parse_overrides(args.set)}
     base = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())
+    return base, {**overrides, **parse_overrides(args.set)}
+
+
+def run_variant(name: str, args: Args):
+    from rllib_quantum.search import Search
+
+    base, overrides = variant_config(name, args)
     iterations = args.iterations or math.ceil(base["stop"][STEPS] / base["ppo"]["train_batch_size_per_learner"])
     search = Search(
         name=f"learning-{name}", base=base,
@@ -86,6 +92,14 @@ def run_variant(name: str, args: Args):
 
 def main() -> None:
     args = parse_args(Args, __doc__.split("\n")[0])
+    from rllib_quantum.config import build_experiment
+    from rllib_quantum.errors import ConfigError
+
+    try:  # a bad --set key or value fails here, naming it, before Ray starts
+        for name in args.variants:
+            build_experiment(*variant_config(name, args))
+    except ConfigError as err:
+        raise SystemExit(f"benchmarks/learning.py: error: {err}") from None
     start_ray()
     from rllib_quantum.envs import COOPERATIVE_PONG, reference_returns
     from rllib_quantum.plotting import plot_learning_curves

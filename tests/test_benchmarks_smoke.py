@@ -7,8 +7,10 @@ folder; afterwards nothing may exist under the temp HOME's ``ray_results``.
 """
 
 import re
+import subprocess
+import sys
 
-from _helpers import run_script
+from _helpers import ROOT, run_script
 
 
 def test_agent_scaling_smoke(sandbox):
@@ -43,3 +45,13 @@ def test_learning_smoke(sandbox):
     assert 256 <= int(row[0]) < 512, row
     assert (sandbox / "plots" / "learning_quantum.png").stat().st_size > 0
     assert f"curves: {sandbox / 'plots' / 'learning_quantum.png'}" in out
+
+
+def test_learning_refuses_a_bad_set_before_ray_starts():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/learning.py", "--variants", "quantum", "--set", "ppo.gamma=1.5"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "ppo.gamma: " in proc.stdout and "1.5" in proc.stdout, proc.stdout[-2000:]
+    assert "Started a local Ray instance" not in proc.stdout
