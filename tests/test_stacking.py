@@ -112,6 +112,23 @@ def test_stacked_multi_rl_module_equals_multi_rl_module(obs_dim, action_space):
                 torch.testing.assert_close(a.grad, b.grad, atol=2e-5, rtol=1e-4, msg=f"{mid}.{name}")
 
 
+def test_stacked_values_equal_each_critic_on_its_embeddings():
+    stacked = _multi(StackedQuantumMultiRLModule, n_modules=2)
+    wider = RLModuleSpec(  # the same actor (so the same stack group), a wider critic
+        module_class=QuantumPPORLModule,
+        observation_space=gym.spaces.Box(-1, 1, (5,), np.float32),
+        action_space=gym.spaces.Discrete(3),
+        model_config={"circuit": {"n_qubits": 5, "n_layers": 2}, "readout": "linear", "critic_hiddens": [16]},
+    ).build()
+    stacked.add_module("wider", wider)
+    embeddings = torch.rand(3, 7, 5) * 2 - 1
+    for group in (["agent_0", "agent_1"], ["agent_0", "wider", "agent_1"]):  # same critics; mixed critics
+        assert stacked.stack_groups(group) == [group]
+        got = stacked.stacked_values(group, embeddings[: len(group)])
+        want = torch.stack([stacked[mid].critic(e).squeeze(-1) for mid, e in zip(group, embeddings)])
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
 def test_modules_of_other_shapes_or_classes_are_not_stacked():
     stacked = _multi(StackedQuantumMultiRLModule, n_modules=2)
     other = RLModuleSpec(

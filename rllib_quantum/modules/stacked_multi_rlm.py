@@ -126,11 +126,8 @@ class StackedQuantumMultiRLModule(MultiRLModule):
         key = ("critics", tuple(group))
         if key not in cache:
             cache[key] = len({(_shape_key(m.critic), tuple(map(type, m.critic))) for m in modules}) == 1
-        critics = [m.critic for m in modules]
-        if cache[key]:  # same layers, same shapes
-            values = stacked_apply(critics, embeddings, same_shapes=True).squeeze(-1)
-        else:
-            values = torch.stack([critic(e) for critic, e in zip(critics, embeddings)]).squeeze(-1)
+        # same layers and shapes (cached): no per-call shape checks; else stacked_apply decides per layer
+        values = stacked_apply([m.critic for m in modules], embeddings, same_shapes=cache[key]).squeeze(-1)
         if not all_finite(values):
             for m, v in zip(modules, values):
                 m._check_finite(v, "value", "compute_values")
