@@ -5,6 +5,7 @@ written definition (``rllib_quantum/circuits/templates.py`` module docstring), n
 templates, so a template mistake cannot hide in both. Real PennyLane, no mocks.
 """
 
+import math
 import pickle
 
 import pennylane as qml
@@ -156,6 +157,10 @@ def test_forward_shapes_and_dtype():
         ({"n_qubits": True}, "n_qubits", ["bool"]),
         ({"input_scaling": "yes"}, "input_scaling", ["true or false", "'yes'"]),
         ({"output_scale_init": float("inf")}, "output_scale_init", ["finite number", "inf"]),
+        ({"weight_init_std": 0}, "weight_init_std", ["null (uniform in [0, 2 pi))", "> 0", "got 0"]),
+        ({"weight_init_std": -0.1}, "weight_init_std", ["> 0", "-0.1"]),
+        ({"weight_init_std": "small"}, "weight_init_std", ["'small'", "(str)"]),
+        ({"weight_init_std": True}, "weight_init_std", ["bool"]),
         ({"device": 3}, "device", ["PennyLane device name", "3"]),
         ({"n_qubits": 2, "n_outputs": 3}, "n_outputs", ["<= n_qubits", "got 3"]),
         ({"shots": 100}, "shots", ["backprop", "parameter-shift"]),
@@ -172,6 +177,20 @@ def test_spec_validation_messages(config, key, words):
     assert str(err).startswith(f"{key}: " if key else "unknown key(s)")
     for word in words:
         assert word in str(err), f"{word!r} not in {err}"
+
+
+def test_weight_init_uniform_by_default_normal_with_weight_init_std():
+    torch.manual_seed(0)
+    uniform = QuantumLayer({"n_qubits": 5, "n_layers": 40}).weights.detach()
+    assert uniform.min() >= 0 and uniform.max() < 2 * math.pi and uniform.mean() > 2.5  # U[0, 2 pi): mean pi
+    torch.manual_seed(0)
+    small = QuantumLayer({"n_qubits": 5, "n_layers": 40, "weight_init_std": 0.1}).weights.detach()
+    assert small.shape == uniform.shape
+    assert abs(small.mean()) < 0.02 and 0.09 < small.std() < 0.11  # N(0, 0.1^2), 600 draws
+    # near-identity rotations: the circuit is close to its encoding and entanglers alone
+    spec = CircuitSpec.from_config({"n_qubits": 3, "n_layers": 2, "weight_init_std": 1e-6})
+    x = torch.rand(4, 3)
+    assert torch.allclose(QuantumLayer(spec)(x), QuantumLayer(spec)(x), atol=1e-4)
 
 
 def test_prefix_becomes_the_key_path_and_layer_rejects_non_specs():

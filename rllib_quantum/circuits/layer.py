@@ -77,7 +77,10 @@ class QuantumLayer(nn.Module):
                 raise ConfigError("spec", f"must be a CircuitSpec or a dict of its fields, got {type(spec).__name__}")
             spec = CircuitSpec.from_config(spec)
         self.spec = spec
-        weights = torch.rand(spec.weight_shape) * 2 * math.pi
+        if spec.weight_init_std is None:
+            weights = torch.rand(spec.weight_shape) * 2 * math.pi
+        else:
+            weights = torch.randn(spec.weight_shape) * spec.weight_init_std
         if spec.trainable_weights:
             self.weights = nn.Parameter(weights)
         else:  # frozen: a buffer, so no optimizer ever sees it, but state_dict (syncs, checkpoints) does

@@ -115,6 +115,13 @@ class CircuitSpec:
             inputs in [-1, 1] over a full turn of the encoding rotation.
         output_scale_init: initial (or fixed) value of every output factor; larger values make
             the read-outs sharper logits.
+        weight_init_std: ``None`` (default) draws the variational weights uniformly from
+            ``[0, 2 pi)``, as PennyLane's templates are usually initialised; a positive number
+            draws them from a normal distribution with that standard deviation around 0, so that
+            every rotation starts near the identity (small-angle initialisation, a remedy for
+            the barren plateaus of deep random circuits: Zhang et al., NeurIPS 2022,
+            arXiv:2203.09376). The circuit then starts close to its encoding and entanglers
+            alone, and its read-outs vary more with the input.
         device: PennyLane device name (``"default.qubit"``, ``"lightning.qubit"``, ...).
         diff_method: PennyLane differentiation method (``"backprop"``, ``"adjoint"``, ...).
         shots: ``None`` for exact expectation values, else the number of samples per evaluation.
@@ -147,6 +154,7 @@ class CircuitSpec:
     output_scaling: bool = True
     input_scale_init: float = 1.0
     output_scale_init: float = 1.0
+    weight_init_std: Optional[float] = None
     device: str = "default.qubit"
     diff_method: str = "backprop"
     shots: Optional[int] = None
@@ -169,6 +177,14 @@ class CircuitSpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(key, f"must be a finite number, {_given(value)}")
             object.__setattr__(self, key, float(value))
+        if self.weight_init_std is not None:
+            value = self.weight_init_std
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    "weight_init_std",
+                    f"must be null (uniform in [0, 2 pi)) or a finite number > 0 (normal around 0), {_given(value)}",
+                )
+            object.__setattr__(self, "weight_init_std", float(value))
         if not isinstance(self.device, str):
             raise ConfigError("device", f"must be a PennyLane device name (a str), {_given(self.device)}")
         devices = _known_devices()
