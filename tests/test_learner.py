@@ -141,6 +141,37 @@ def test_circuit_diagnostics_reach_the_results(build_algo):
             assert values["input_scale_mean"] == pytest.approx(1.0, abs=0.1)  # init 1.0, a few small steps
 
 
+def test_diagnostics_are_the_means_over_minibatches_of_plain_torch_values(build_algo):
+    """The learner keeps every module's diagnostics as one tensor per minibatch (foreach norms);
+    the logged values equal per-parameter torch norms and means, averaged over the minibatches."""
+    exp = load_experiment(CONFIG, tiny("quantum", **{"model_config.critic": "quantum"}))
+    learner = _local_learner(build_algo(exp.algo_config))
+    learner._pending_diagnostics.clear()
+    g = torch.Generator().manual_seed(0)
+    want = {}
+    for _ in range(2):  # two "minibatches" with different gradients and scalings
+        for mid in ("paddle_0", "paddle_1"):
+            for name, layer in learner.module[mid].unwrapped().quantum_layers().items():
+                circuit = "actor" if name == "actor" else "critic"
+                layer.weights.grad = torch.randn(layer.weights.shape, generator=g)
+                with torch.no_grad():
+                    layer.input_scale.copy_(torch.randn(layer.input_scale.shape, generator=g))
+                    layer.output_scale.copy_(torch.randn(layer.output_scale.shape, generator=g))
+                learner._readouts[mid][circuit] = torch.rand((), generator=g)
+                for key, value in {
+                    "weights_grad_norm": layer.weights.grad.norm(),
+                    "input_scale_mean": layer.input_scale.abs().mean(),
+                    "output_scale_mean": layer.output_scale.abs().mean(),
+                    "readout_abs_mean": learner._readouts[mid][circuit],
+                }.items():
+                    want.setdefault((mid, f"quantum/{circuit}_{key}"), []).append(float(value))
+        learner._keep_diagnostics(["paddle_0", "paddle_1"])
+    learner.after_gradient_based_update(timesteps={})
+    assert len(want) == 2 * 2 * 4
+    for key, values in want.items():
+        assert float(learner.metrics.peek(key)) == pytest.approx(sum(values) / 2, rel=1e-5), key
+
+
 def test_classical_experiments_keep_rllibs_own_learner():
     exp = load_experiment("configs/classical_independent_pong_features.yaml", tiny("classical"))
     assert exp.algo_config.learner_class is not QuantumPPOTorchLearner

@@ -75,7 +75,9 @@ def _losses_and_grads(learner, batch, batched: bool, shared_outputs: bool = True
     compute = learner.compute_losses if batched else super(QuantumPPOTorchLearner, learner).compute_losses
     losses = compute(fwd_out=fwd_out, batch=batch)
     sum(losses.values()).backward()
-    metrics = {mid: {k: float(learner.metrics.peek((mid, k)).detach()) for k in PPO_METRICS} for mid in batch}
+    if batched:  # the batched loss logs its metrics once per update (Learner.update's last step)
+        learner._log_group_metrics()
+    metrics = {mid: {k: float(learner.metrics.peek((mid, k))) for k in PPO_METRICS} for mid in batch}
     grads = {f"{mid}.{n}": p.grad.clone() for mid in batch for n, p in learner.module[mid].named_parameters() if p.grad is not None}
     return {m: float(l.detach()) for m, l in losses.items()}, grads, metrics
 
@@ -265,6 +267,7 @@ def test_mixed_setups_fall_back(build_algo):
     assert learner._loss_groups(fwd_out, batch) == [["agent_0", "agent_1", "agent_2"]]
     before = _params(learner)
     learner._uncompiled_update(batch)
+    learner.after_gradient_based_update(timesteps={})  # as Learner.update does after its minibatches
     after = _params(learner)
     assert all(not torch.equal(before[k], after[k]) for k in before if k.startswith("classical.") and "bias" not in k)
     for mid in ("classical", "agent_0", "agent_2"):

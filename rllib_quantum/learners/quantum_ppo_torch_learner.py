@@ -12,7 +12,7 @@ under ``PPOTorchLearner``), and a numerical-safety check for every module:
 * **Circuit diagnostics**, logged per module under ``learners/<module_id>/quantum/...`` (so Tune
   writes them to TensorBoard and ``progress.csv``), for every circuit of the module (``actor``,
   and ``critic`` when it is quantum), each the mean over the minibatches of an update (kept as
-  tensors while training: one read per module and update):
+  tensors while training, every module's in one tensor per minibatch: one read per update):
 
   ===============================  =============================================================
   ``quantum/<c>_weights_grad_norm``  L2 norm of the loss gradient w.r.t. the circuit weights (a
@@ -28,7 +28,8 @@ under ``PPOTorchLearner``), and a numerical-safety check for every module:
   shape), PPO's loss for every group of two or more modules with equal minibatch rows is one batched
   computation on ``(modules, rows, ...)`` stacks, the critics one batched MLP pass (the same terms
   and per-module metrics as ``PPOTorchLearner.compute_loss_for_module``; anything else falls back to
-  it), and the modules' fused Adams take one step together (:func:`step_adams_together`), each
+  it; its metrics are logged once per update, from the last minibatch, as RLlib's window of 1
+  keeps them), and the modules' fused Adams take one step together (:func:`step_adams_together`), each
   optimizer still owning its state (checkpoints, lr schedules). Results equal per-module execution
   within float32 rounding (``tests/test_stacked_learner.py``).
 * **Numerical safety.** Each module's loss is checked before ``backward()`` and its parameters
@@ -178,6 +179,7 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
         super().build()
         self._num_optimizer_steps = 0
         self._pending_diagnostics: Dict[tuple, list] = {}
+        self._pending_group_metrics: Dict[tuple, tuple] = {}
         safety.clear()  # a report left by an earlier run in this scope is not ours
         # Quantum modules built from a spec the package did not write learn their id here (env
         # runners' copies keep "<unnamed>" in their errors then; our spec builders set it everywhere).
@@ -219,6 +221,10 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
         # other module (classical, alone, unequal rows, masks, ...) PPOTorchLearner's own.
         groups = self._loss_groups(fwd_out, batch)
         grouped = {mid for group in groups for mid in group}
+        # A module that falls back to RLlib's loss in this minibatch has its metrics logged by it:
+        # values an earlier minibatch left pending must not overwrite them.
+        for pending in [g for g in self._pending_group_metrics if not grouped.issuperset(g) and set(g) & set(fwd_out)]:
+            del self._pending_group_metrics[pending]
         losses = super().compute_losses(fwd_out={m: o for m, o in fwd_out.items() if m not in grouped}, batch=batch)
         for group in groups:
             losses.update(self._group_losses(group, fwd_out, batch))
@@ -311,10 +317,19 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
             ENTROPY_KEY: masked_mean(curr_entropy),
             LEARNER_RESULTS_KL_KEY: mean_kl_loss,
         }
-        per_module = {key: value.detach().unbind(0) for key, value in metrics.items()}
-        for m, mid in enumerate(group):
-            self.metrics.log_dict({key: values[m] for key, values in per_module.items()}, key=mid, window=1)
+        # Logged once per update, from the last minibatch (see _log_group_metrics): RLlib logs these
+        # with window=1, so only the last minibatch's values would reach the results anyway.
+        self._pending_group_metrics[tuple(group)] = (tuple(metrics), torch.stack(list(metrics.values())).detach())
         return dict(zip(group, total_loss.unbind(0)))
+
+    def _log_group_metrics(self) -> None:
+        """The batched loss's six metrics per module, as ``PPOTorchLearner`` logs them (window 1),
+        from the last minibatch of this update: one read per stacked group."""
+        for group, (keys, values) in self._pending_group_metrics.items():
+            rows = values.tolist()  # (metrics, modules)
+            for m, mid in enumerate(group):
+                self.metrics.log_dict({key: row[m] for key, row in zip(keys, rows)}, key=mid, window=1)
+        self._pending_group_metrics.clear()
 
     @override(TorchLearner)
     def compute_gradients(self, loss_per_module, **kwargs) -> ParamDict:
@@ -329,10 +344,7 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
                     )
         grads = super().compute_gradients(loss_per_module, **kwargs)
         with torch.no_grad():
-            for module_id in loss_per_module:
-                module = self.module[module_id].unwrapped()
-                if hasattr(module, "quantum_layers"):
-                    self._log_diagnostics(module_id, module)
+            self._keep_diagnostics(list(loss_per_module))
         return grads
 
     @override(TorchLearner)
@@ -363,27 +375,42 @@ class QuantumPPOTorchLearner(PPOTorchLearner):
                         f"after optimizer step {self._num_optimizer_steps} of this learner"
                     )
 
-    def _log_diagnostics(self, module_id: ModuleID, module) -> None:
-        """Keeps this minibatch's diagnostics as one tensor; logged once per update (no sync here)."""
-        values: Dict[str, torch.Tensor] = {}
-        for path, layer in module.quantum_layers().items():
-            name = _circuit_name(path)
-            if layer.weights.grad is not None:
-                values[f"{name}_weights_grad_norm"] = layer.weights.grad.norm()
-            values[f"{name}_input_scale_mean"] = layer.input_scale.abs().mean()
-            if layer.output_scale is not None:
-                values[f"{name}_output_scale_mean"] = layer.output_scale.abs().mean()
-            readout = self._readouts.get(module_id, {}).get(name)
-            if readout is not None:
-                values[f"{name}_readout_abs_mean"] = readout
-        if values:
-            self._pending_diagnostics.setdefault((module_id, tuple(values)), []).append(torch.stack(list(values.values())))
+    def _keep_diagnostics(self, module_ids: List[ModuleID]) -> None:
+        """Keeps this minibatch's circuit diagnostics, every module's at once, as one tensor (a few
+        foreach reductions, no sync); :meth:`after_gradient_based_update` logs their means."""
+        grads, inputs, outputs, readouts = [], [], [], []
+        for module_id in module_ids:
+            module = self.module[module_id].unwrapped()
+            if not hasattr(module, "quantum_layers"):
+                continue
+            for path, layer in module.quantum_layers().items():
+                name = _circuit_name(path)
+                if layer.weights.grad is not None:
+                    grads.append((module_id, f"{name}_weights_grad_norm", layer.weights.grad))
+                inputs.append((module_id, f"{name}_input_scale_mean", layer.input_scale))
+                if layer.output_scale is not None:
+                    outputs.append((module_id, f"{name}_output_scale_mean", layer.output_scale))
+                readout = self._readouts.get(module_id, {}).get(name)
+                if readout is not None:
+                    readouts.append((module_id, f"{name}_readout_abs_mean", readout))
+        values = []
+        if grads:
+            values += torch._foreach_norm([g for *_, g in grads])
+        for entries in (inputs, outputs):  # mean |x| = L1 norm / numel
+            if entries:
+                norms = torch._foreach_norm([t.detach() for *_, t in entries], 1)
+                values += [v / t.numel() for v, (*_, t) in zip(norms, entries)]
+        values += [r for *_, r in readouts]
+        names = tuple((mid, key) for mid, key, _ in grads + inputs + outputs + readouts)
+        if names:
+            self._pending_diagnostics.setdefault(names, []).append(torch.stack([v.float() for v in values]))
 
     @override(Learner)
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
+        self._log_group_metrics()  # first: PPO's adaptive KL coefficient reads the logged KL below
         super().after_gradient_based_update(timesteps=timesteps)
-        # Each diagnostic's mean over this update's minibatches: one read per module and update.
-        for (module_id, keys), rows in self._pending_diagnostics.items():
-            for key, value in zip(keys, torch.stack(rows).mean(0).tolist()):
+        # Each diagnostic's mean over this update's minibatches: one read per update.
+        for names, rows in self._pending_diagnostics.items():
+            for (module_id, key), value in zip(names, torch.stack(rows).mean(0).tolist()):
                 self.metrics.log_value((module_id, f"quantum/{key}"), value, reduce="mean", window=1)
         self._pending_diagnostics.clear()
