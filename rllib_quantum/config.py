@@ -265,30 +265,33 @@ def _sections(spec: Mapping[str, Any]) -> dict:
 def _build_modules_locally(config) -> dict:
     """Every module built on the driver (milliseconds): an encoder or RLlib catalog that cannot take
     its observation fails here, naming the module, instead of inside an env runner."""
+    spec = config.rl_module_spec
+    return {module_id: build_module_checked(module_id, module_spec) for module_id, module_spec in spec.rl_module_specs.items()}
+
+
+def build_module_checked(module_id: str, module_spec, key: str = "model_config"):
+    """``module_spec.build()`` plus one exploration forward pass on a sampled observation (shapes
+    that only clash in forward, e.g. a CNN larger than the frame, clash here); any failure is a
+    :class:`ConfigError` under ``key`` that names the module and its spaces."""
     import torch
     from ray.rllib.core.columns import Columns
     from ray.rllib.utils.spaces.space_utils import batch as batch_of
     from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
-    spec = config.rl_module_spec
-    built = {}
-    for module_id, module_spec in spec.rl_module_specs.items():
-        try:
-            module = built[module_id] = module_spec.build()
-            # One forward on a sampled observation: shapes that only clash in forward (a CNN
-            # larger than the frame) clash here.
-            obs = convert_to_torch_tensor(batch_of([module_spec.observation_space.sample()]))
-            with torch.no_grad():
-                module.forward_exploration({Columns.OBS: obs})
-        except ConfigError as err:
-            raise err.under("model_config") from None
-        except Exception as err:  # RLlib's catalog (classical modules), torch shape errors
-            raise ConfigError(
-                "model_config",
-                f"module {module_id!r} cannot be built for observation space {module_spec.observation_space} "
-                f"and action space {module_spec.action_space}: {type(err).__name__}: {err}",
-            ) from None
-    return built
+    try:
+        module = module_spec.build()
+        obs = convert_to_torch_tensor(batch_of([module_spec.observation_space.sample()]))
+        with torch.no_grad():
+            module.forward_exploration({Columns.OBS: obs})
+        return module
+    except ConfigError as err:
+        raise err.under(key) from None
+    except Exception as err:  # RLlib's catalog (classical modules), torch shape errors
+        raise ConfigError(
+            key,
+            f"module {module_id!r} cannot be built for observation space {module_spec.observation_space} "
+            f"and action space {module_spec.action_space}: {type(err).__name__}: {err}",
+        ) from None
 
 
 def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, Any]] = None) -> Experiment:

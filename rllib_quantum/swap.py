@@ -15,8 +15,9 @@ Example (RLlib's ``pettingzoo_independent_learning.py`` style)::
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+import torch
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule, MultiRLModuleSpec
@@ -63,6 +64,63 @@ def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config, modul
         inference_only=old.inference_only if old is not None else False,
         model_config=cfg,
     )
+
+
+def _spaces_from_env(config) -> Dict[str, Tuple[Any, Any]]:
+    """``{module id: (observation space, action space)}`` read from one env built here from the
+    config's ``env`` and ``env_config``, the way RLlib's env runners will build it (multi-agent: each
+    module's spaces through ``policy_mapping_fn``, as RLlib infers them); ``{}`` when the env cannot
+    be built in this process (its fit with the modules is then checked when the algorithm builds
+    them)."""
+    from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.env.env_context import EnvContext
+
+    if config.env is None:
+        return {}
+    try:
+        _, creator = Algorithm._get_env_id_and_creator(config.env, config)
+        env = creator(EnvContext(config.env_config, worker_index=0))
+    except Exception:
+        return {}
+    try:
+        if not config.is_multi_agent:
+            return {DEFAULT_MODULE_ID: (env.observation_space, env.action_space)}
+        policies, _ = config.get_multi_agent_setup(env=env)
+        return {
+            str(mid): (p.observation_space, p.action_space)
+            for mid, p in policies.items()
+            if p.observation_space is not None and p.action_space is not None
+        }
+    except Exception:
+        return {}
+    finally:
+        try:
+            env.close()
+        except Exception:
+            pass
+
+
+def _check_against_env(specs: Dict[str, RLModuleSpec], wanted: List[str], config, model_config: dict) -> None:
+    """Quantum modules whose spaces the config leaves to RLlib are built here once on the env's
+    spaces (and run one forward pass): a model_config that does not fit them (too few qubits for
+    the read-out, an unsupported space, ...) fails now, naming the module, not in an env runner."""
+    from rllib_quantum.config import build_module_checked
+
+    missing = [m for m in wanted if specs[m].observation_space is None or specs[m].action_space is None]
+    spaces = _spaces_from_env(config) if missing else {}
+    for mid in missing:
+        if mid not in spaces:
+            continue
+        obs, act = spaces[mid]
+        try:  # the same checks as with spaces given: keyed model_config['<id>'].<key>
+            cfg = spec_model_config(model_config, obs, act, module_id=mid, seed=config.seed, prefix=f"model_config[{mid!r}]")
+        except ConfigError as err:
+            if err.key in ("observation_space", "action_space"):
+                raise ConfigError(f"modules[{mid!r}].{err.key}", f"{err.problem} (the env's space for this module)") from None
+            raise
+        probe = RLModuleSpec(module_class=QuantumPPORLModule, observation_space=obs, action_space=act, model_config=cfg)
+        with torch.random.fork_rng(devices=[]):  # the probe leaves the caller's torch RNG untouched
+            build_module_checked(mid, probe, key=f"model_config[{mid!r}]")
 
 
 def with_quantum_policies(
@@ -134,16 +192,19 @@ def with_quantum_policies(
     old_spec = new._rl_module_spec
     if not new.is_multi_agent:
         single = old_spec if isinstance(old_spec, RLModuleSpec) else None
-        return new.rl_module(rl_module_spec=_quantum_spec(single, model_config, new, DEFAULT_MODULE_ID))
+        spec = _quantum_spec(single, model_config, new, DEFAULT_MODULE_ID)
+        _check_against_env({DEFAULT_MODULE_ID: spec}, [DEFAULT_MODULE_ID], new, model_config)
+        return new.rl_module(rl_module_spec=spec)
 
     if isinstance(old_spec, MultiRLModuleSpec):
         specs = dict(old_spec.rl_module_specs)
     elif isinstance(old_spec, RLModuleSpec):  # one spec used for every module
         specs = {m: old_spec for m in known}
-    else:
-        specs = {}
+    else:  # policies only: every module gets RLlib's default spec, filled in when the algo is built
+        specs = {m: RLModuleSpec() for m in known}
     for mid in wanted:
         specs[mid] = _quantum_spec(specs.get(mid), model_config, new, mid)
+    _check_against_env(specs, wanted, new, model_config)
     # RLlib's own MultiRLModule becomes the stacked one (same results, one circuit call per group of
     # same-shaped quantum policies); a user's own MultiRLModule subclass is kept.
     multi_class = old_spec.multi_rl_module_class if isinstance(old_spec, MultiRLModuleSpec) else MultiRLModule

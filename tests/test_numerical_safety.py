@@ -113,6 +113,29 @@ def test_nan_observations_on_a_remote_env_runner_stop_training_too(build_algo, r
         algo.train()
 
 
+def test_nan_observations_on_a_remote_multi_agent_runner_stop_training_too(build_algo, ray_session):
+    """The same for the most common multi-agent config (policies + mapping, no rl_module_spec): RLlib
+    builds those runners' modules from the swapped MultiRLModuleSpec, not inference_only, so the
+    module must not rely on that flag to know it samples on a remote runner."""
+    from ray import cloudpickle
+    from ray.rllib.env.multi_agent_env import make_multi_agent
+    from ray.tune.registry import register_env
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    register_env(NAN_ENV + "_ma", make_multi_agent(lambda config: NanAfter(config)))
+    config = (
+        PPOConfig()
+        .environment(NAN_ENV + "_ma", env_config={"num_agents": 2, "after": 30, "what": "obs"})
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda aid, *args, **kwargs: f"p{aid}")
+        .env_runners(num_env_runners=2, num_cpus_per_env_runner=0.5)
+        .fault_tolerance(delay_between_env_runner_restarts_s=1)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    algo = build_algo(with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1}))
+    with pytest.raises(FloatingPointError, match=r"module 'p[01]': non-finite observation in forward_exploration .*remote env runner"):
+        algo.train()
+
+
 def test_nan_rewards_stop_the_learner_before_backward(build_algo, ray_session):
     algo = build_algo(_nan_config(ray_session, "reward"))
     with pytest.raises(FloatingPointError, match=r"module 'default_policy': non-finite loss \(nan\) before backward, optimizer step 1 .*every parameter is finite"):

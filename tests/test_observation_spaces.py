@@ -20,6 +20,8 @@ FLAT_SPACES = {
     "multidiscrete": gym.spaces.MultiDiscrete([2, 3]),
     "multibinary": gym.spaces.MultiBinary(3),
     "box-2d": gym.spaces.Box(-1, 1, (2, 3)),
+    "box-scalar": gym.spaces.Box(-1, 1, ()),  # shape (): a batch is (B,)
+    "dict-scalars": gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, ()), "v": gym.spaces.Box(-2, 2, ())}),
     "dict": gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,)), "room": gym.spaces.Discrete(3)}),
     "tuple": gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(0, 1, (3,)))),
     "nested": gym.spaces.Dict({"a": gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.MultiBinary(2)))}),

@@ -77,6 +77,57 @@ def test_swap_on_policies_and_mapping_only_the_most_common_style(build_algo):
         assert result["learners"][mid]["quantum/actor_weights_grad_norm"] > 0
 
 
+def test_partial_swap_on_policies_and_mapping_only(build_algo):
+    """`modules=[...]` on a config with no rl_module_spec: the other modules stay RLlib's default
+    (each with its own agent's spaces), and both train."""
+    register_envs()
+    config = (
+        PPOConfig()
+        .environment(COOPERATIVE_PONG, env_config={"obs": "features", "max_cycles": 100})
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies={"paddle_0", "paddle_1"}, policy_mapping_fn=mapping)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    swapped = with_quantum_policies(config, modules=["paddle_0"], circuit={"n_qubits": 5, "n_layers": 1})
+    assert sorted(swapped.rl_module_spec.rl_module_specs) == sorted(POLICIES)
+    algo = build_algo(swapped)
+    result = algo.train()
+    assert isinstance(algo.get_module("paddle_0"), QuantumPPORLModule)
+    classical = algo.get_module("paddle_1")
+    assert not isinstance(classical, QuantumPPORLModule) and classical.observation_space.shape == (5,)
+    for mid in POLICIES:
+        assert result["learners"][mid]["num_module_steps_trained"] > 0
+
+
+class _TextObs(gym.Env):
+    observation_space = gym.spaces.Text(5)
+    action_space = gym.spaces.Discrete(2)
+
+
+def test_options_that_do_not_fit_the_envs_spaces_fail_in_the_swap():
+    """Spaces left to RLlib: the swap builds one env here and each quantum module on its spaces,
+    so misfits fail before any Ray worker starts, keyed by the module (no Ray in this test)."""
+    from ray.tune.registry import register_env
+
+    with pytest.raises(ConfigError, match=r"^model_config\['default_policy'\]\.readout: 'expval' reads one wire per logit") as info:
+        with_quantum_policies(PPOConfig().environment("CartPole-v1"), circuit={"n_qubits": 1}, readout="expval")
+    assert info.value.key == "model_config['default_policy'].readout"
+    register_envs()
+    pong = (PPOConfig().environment(COOPERATIVE_PONG, env_config={"obs": "features"})
+            .multi_agent(policies=set(POLICIES), policy_mapping_fn=mapping))
+    with pytest.raises(ConfigError, match=r"^model_config\['paddle_[01]'\]\.readout: 'expval' .* the action space needs 3 logits"):
+        with_quantum_policies(pong, circuit={"n_qubits": 2, "n_layers": 1}, readout="expval")
+    with pytest.raises(ConfigError, match=r"^model_config\['paddle_[01]'\]\.encoder: 'cnn' needs an image observation"):
+        with_quantum_policies(pong, encoder="cnn", circuit={"n_qubits": 5, "n_layers": 1})
+    register_env("rllib_quantum_test/text_obs", lambda config: _TextObs())
+    with pytest.raises(ConfigError, match=r"^modules\['default_policy'\]\.observation_space: must be one of Box .*got Text"):
+        with_quantum_policies(PPOConfig().environment("rllib_quantum_test/text_obs"))
+    # An env that cannot be built here leaves the check to RLlib (no error from the swap itself).
+    register_env("rllib_quantum_test/driver_cannot_build", lambda config: (_ for _ in ()).throw(RuntimeError("needs a GPU")))
+    swapped = with_quantum_policies(PPOConfig().environment("rllib_quantum_test/driver_cannot_build"), circuit={"n_qubits": 1}, readout="expval")
+    assert swapped.rl_module_spec.module_class is QuantumPPORLModule
+
+
 def test_swap_all_modules_and_single_agent():
     swapped = with_quantum_policies(rllib_style_config(), circuit={"n_qubits": 5, "n_layers": 1})
     assert all(s.module_class is QuantumPPORLModule for s in swapped.rl_module_spec.rl_module_specs.values())

@@ -100,7 +100,8 @@ class ObservationFlattener(nn.Module):
 def _checked(space: gym.spaces.Box, obs: torch.Tensor) -> torch.Tensor:
     """``obs``, a batch of ``space``'s observations, or ValueError naming both shapes (a batch whose
     trailing shape differs would otherwise be reshaped or padded silently)."""
-    if tuple(obs.shape[-len(space.shape):]) != tuple(space.shape) or obs.dim() > len(space.shape) + 1:
+    trailing = tuple(obs.shape[obs.dim() - len(space.shape):]) if obs.dim() >= len(space.shape) else None
+    if trailing != tuple(space.shape) or obs.dim() > len(space.shape) + 1:  # (a scalar space: shape ())
         raise ValueError(
             f"observations of shape {tuple(obs.shape)} do not match the declared observation space {space} "
             f"(expected (batch, {', '.join(map(str, space.shape))}))"

@@ -61,6 +61,14 @@ def _seeded_init(seed: Optional[int], module_id: Optional[str]):
         yield
 
 
+def _on_remote_runner(where: str) -> bool:
+    """Whether a forward pass named ``where`` runs on a remote env runner, whose errors RLlib
+    swallows (it restarts the runner and trains on): sampling passes in a Ray actor. Not the
+    module's ``inference_only`` flag: RLlib builds env runners' modules from a user's (or the
+    swap's) ``MultiRLModuleSpec`` as full modules."""
+    return where in ("forward_exploration", "forward_inference") and safety.in_remote_actor()
+
+
 class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """PPO module: observation -> classical pre-encoder -> VQC actor -> logits; critic on the side.
 
@@ -69,7 +77,8 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     a :class:`~rllib_quantum.circuits.QuantumLayer`; its PauliZ read-outs become the policy logits
     (``Discrete`` or ``MultiDiscrete`` actions). The critic is a small MLP on the encoder output
     (``critic: "classical"``) or a second circuit with a linear head (``critic: "quantum"``).
-    Env runners build the module ``inference_only``: the critic is dropped there.
+    Env runners only sample: RLlib syncs the module's state to them without the critic
+    (:meth:`get_non_inference_attributes`), so a runner's copy has an untrained critic.
 
     All options come from ``model_config`` (see
     :data:`rllib_quantum.modules.model_config.DEFAULT_MODEL_CONFIG`), resolved in ``setup()``
@@ -163,7 +172,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         except FloatingPointError:
             raise  # reported by _check_finite
         except Exception as err:
-            if self.inference_only and safety.in_remote_actor():
+            if _on_remote_runner(where):
                 safety.report(f"{safety.MODULE_ERROR}module {self.module_id or '<unnamed>'!r}: {safety.describe(err)} (in {where})")
             raise
 
@@ -210,7 +219,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 if params
                 else "; every parameter is finite (the observation too): overflow inside the module"
             )
-        if self.inference_only and safety.in_remote_actor():
+        if _on_remote_runner(where):
             safety.report(message)  # RLlib swallows a remote env runner's error: the learner raises it
         raise FloatingPointError(message)
 
