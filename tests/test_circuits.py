@@ -179,6 +179,18 @@ def test_spec_validation_messages(config, key, words):
         assert word in str(err), f"{word!r} not in {err}"
 
 
+def test_numpy_integers_are_accepted_as_ints():
+    """``np.arange`` loops and numpy configs give numpy ints: accepted and stored as Python ints;
+    numpy bools are not ints."""
+    import numpy as np
+
+    spec = CircuitSpec.from_config({"n_qubits": np.int64(4), "n_layers": np.int32(2), "n_outputs": np.uint8(3)})
+    assert (spec.n_qubits, spec.n_layers, spec.n_outputs) == (4, 2, 3)
+    assert all(type(v) is int for v in (spec.n_qubits, spec.n_layers, spec.n_outputs))
+    with pytest.raises(ConfigError, match=r"^n_layers: must be an int >= 1, got np.True_"):
+        CircuitSpec.from_config({"n_layers": np.bool_(True)})
+
+
 def test_weight_init_uniform_by_default_normal_with_weight_init_std():
     torch.manual_seed(0)
     uniform = QuantumLayer({"n_qubits": 5, "n_layers": 40}).weights.detach()

@@ -77,6 +77,18 @@ def test_resolved_fields():
     assert vec.action_head == ActionHead("diag_gaussian", (2,)) and vec.critic_circuit is None
 
 
+def test_numpy_integers_in_lists_become_ints():
+    cfg = QuantumModelConfig.from_dict(
+        {"circuit": {"n_qubits": np.int64(4)}, "critic_hiddens": [np.int64(32), np.int32(16)], "conv_filters": [[np.int64(8), 3, 1]]},
+        IMG7, MD33,
+    )
+    assert cfg.critic_hiddens == (32, 16) and cfg.conv_filters == ((8, 3, 1),)
+    assert all(type(v) is int for v in cfg.critic_hiddens + cfg.conv_filters[0])
+    vec = QuantumModelConfig.from_dict({"critic_hiddens": [np.int64(32)]}, gym.spaces.Box(-1, 1, (3,), np.float32), BOX2)
+    assert vec.critic_hiddens == (32,) and type(vec.critic_hiddens[0]) is int
+    assert type(vec.actor.n_qubits) is int
+
+
 def test_module_from_a_strategies_spec_holds_the_builders_object():
     user = {"circuit": {"n_qubits": 5, "n_layers": 1}, "critic": "quantum", "lr_multipliers": {"circuit": 2.0}}
     expected = QuantumModelConfig.from_dict(user, VEC12, MD33, module_id="paddle_0", seed=3)

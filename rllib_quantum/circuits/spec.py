@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Mapping, Optional
+
+import numpy as np
 
 from rllib_quantum.errors import ConfigError
 
@@ -45,11 +48,17 @@ def _given(value: Any) -> str:
     return f"got {value!r} ({type(value).__name__})"
 
 
+def _is_int(value: Any) -> bool:
+    """An integer, Python's or numpy's (``np.int64`` from ``np.arange`` loops), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_int(key: str, value: Any, minimum: int, maximum: Optional[int] = None, why: str = "") -> int:
+    """``value`` as a Python int if it is an integer in range, else ConfigError."""
     want = f"an int >= {minimum}" if maximum is None else f"an int in {minimum}..{maximum}"
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
         raise ConfigError(key, f"must be {want}{why}, {_given(value)}")
-    return value
+    return int(value)
 
 
 def _check_choice(key: str, value: Any, allowed: tuple) -> str:
@@ -82,7 +91,7 @@ def _statevector_memory(n_qubits: int) -> str:
 
 
 def _check_n_qubits(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_QUBITS:
+    if _is_int(value) and value > MAX_QUBITS:
         raise ConfigError(
             "n_qubits",
             f"must be an int in 1..{MAX_QUBITS}, got {value} (a statevector of {value} qubits needs 2**{value} "
@@ -161,14 +170,16 @@ class CircuitSpec:
     execution: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_n_qubits(self.n_qubits)
-        _check_int("n_layers", self.n_layers, 1)
+        object.__setattr__(self, "n_qubits", _check_n_qubits(self.n_qubits))
+        object.__setattr__(self, "n_layers", _check_int("n_layers", self.n_layers, 1))
         _check_choice("ansatz", self.ansatz, ANSATZE)
         _check_choice("encoding", self.encoding, ENCODINGS)
         _check_choice("rotation", self.rotation, ROTATIONS)
         if self.n_outputs is None:
             object.__setattr__(self, "n_outputs", self.n_qubits)
-        _check_int("n_outputs", self.n_outputs, 1, self.n_qubits, why=" (<= n_qubits: one PauliZ read-out per wire)")
+        object.__setattr__(
+            self, "n_outputs", _check_int("n_outputs", self.n_outputs, 1, self.n_qubits, why=" (<= n_qubits: one PauliZ read-out per wire)")
+        )
         _check_bool("trainable_weights", self.trainable_weights)
         _check_bool("input_scaling", self.input_scaling)
         _check_bool("output_scaling", self.output_scaling)
@@ -191,7 +202,7 @@ class CircuitSpec:
         _check_choice("device", self.device, devices)
         _check_choice("diff_method", self.diff_method, DIFF_METHODS)
         if self.shots is not None:
-            _check_int("shots", self.shots, 1)
+            object.__setattr__(self, "shots", _check_int("shots", self.shots, 1))
             if self.diff_method == "backprop":
                 raise ConfigError(
                     "shots",

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import functools
 import math
+import numbers
 from typing import Any, Iterator, Mapping, Optional, Tuple
 
 import gymnasium as gym
@@ -90,8 +91,8 @@ def _choice(key: str, value: Any, allowed: tuple) -> None:
 
 
 def _int_list(key: str, value: Any, inner: Optional[int] = None) -> None:
-    def ok(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    def ok(v):  # Python or numpy ints (normalised to int by QuantumModelConfig)
+        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 1
 
     good = isinstance(value, (list, tuple)) and all(
         (ok(v) if inner is None else isinstance(v, (list, tuple)) and len(v) == inner and all(ok(u) for u in v))
