@@ -21,15 +21,24 @@ def mapping(agent_id, episode, **kwargs):
     return agent_id
 
 
-def rllib_style_config():
-    """Like RLlib's rllib/examples/multi_agent/pettingzoo_independent_learning.py."""
+def policies_only_config():
+    """The most common RLlib multi-agent style: policies and a mapping, no rl_module_spec."""
     register_envs()
     return (
         PPOConfig()
         .environment(COOPERATIVE_PONG, env_config={"obs": "features", "max_cycles": 100})
         .env_runners(num_env_runners=0)
         .multi_agent(policies=set(POLICIES), policy_mapping_fn=mapping)
-        .training(lr=0.0007, train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1, gamma=0.95)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+
+
+def rllib_style_config():
+    """Like RLlib's rllib/examples/multi_agent/pettingzoo_independent_learning.py: the same plus a
+    MultiRLModuleSpec of RLModuleSpec()s, a learning rate and a discount."""
+    return (
+        policies_only_config()
+        .training(lr=0.0007, gamma=0.95)
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={p: RLModuleSpec() for p in POLICIES}))
     )
 
@@ -59,14 +68,7 @@ def test_swap_keeps_everything_else_and_trains(build_algo):
 
 def test_swap_on_policies_and_mapping_only_the_most_common_style(build_algo):
     """`.multi_agent(policies=..., policy_mapping_fn=...)` and no rl_module_spec at all."""
-    register_envs()
-    config = (
-        PPOConfig()
-        .environment(COOPERATIVE_PONG, env_config={"obs": "features", "max_cycles": 100})
-        .env_runners(num_env_runners=0)
-        .multi_agent(policies={"paddle_0", "paddle_1"}, policy_mapping_fn=mapping)
-        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
-    )
+    config = policies_only_config()
     swapped = with_quantum_policies(config, circuit={"n_qubits": 5, "n_layers": 1})
     assert swapped.learner_class.__name__ == "QuantumPPOTorchLearner"
     algo = build_algo(swapped)
@@ -80,14 +82,7 @@ def test_swap_on_policies_and_mapping_only_the_most_common_style(build_algo):
 def test_partial_swap_on_policies_and_mapping_only(build_algo):
     """`modules=[...]` on a config with no rl_module_spec: the other modules stay RLlib's default
     (each with its own agent's spaces), and both train."""
-    register_envs()
-    config = (
-        PPOConfig()
-        .environment(COOPERATIVE_PONG, env_config={"obs": "features", "max_cycles": 100})
-        .env_runners(num_env_runners=0)
-        .multi_agent(policies={"paddle_0", "paddle_1"}, policy_mapping_fn=mapping)
-        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
-    )
+    config = policies_only_config()
     swapped = with_quantum_policies(config, modules=["paddle_0"], circuit={"n_qubits": 5, "n_layers": 1})
     assert sorted(swapped.rl_module_spec.rl_module_specs) == sorted(POLICIES)
     algo = build_algo(swapped)
@@ -112,9 +107,7 @@ def test_options_that_do_not_fit_the_envs_spaces_fail_in_the_swap():
     with pytest.raises(ConfigError, match=r"^model_config\['default_policy'\]\.readout: 'expval' reads one wire per logit") as info:
         with_quantum_policies(PPOConfig().environment("CartPole-v1"), circuit={"n_qubits": 1}, readout="expval")
     assert info.value.key == "model_config['default_policy'].readout"
-    register_envs()
-    pong = (PPOConfig().environment(COOPERATIVE_PONG, env_config={"obs": "features"})
-            .multi_agent(policies=set(POLICIES), policy_mapping_fn=mapping))
+    pong = policies_only_config()
     with pytest.raises(ConfigError, match=r"^model_config\['paddle_[01]'\]\.readout: 'expval' .* the action space needs 3 logits"):
         with_quantum_policies(pong, circuit={"n_qubits": 2, "n_layers": 1}, readout="expval")
     with pytest.raises(ConfigError, match=r"^model_config\['paddle_[01]'\]\.encoder: 'cnn' needs an image observation"):
