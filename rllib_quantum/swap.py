@@ -153,7 +153,10 @@ def with_quantum_policies(
             lists the known ones), ``model_config.<key>`` (a bad keyword, e.g.
             ``model_config.circuit.n_qubits``), ``model_config['<module id>'].<key>`` (a keyword
             that does not fit that module's spaces, e.g. ``model_config['paddle_0'].readout``) or
-            ``modules['<module id>'].action_space`` (a space no quantum module takes).
+            ``modules['<module id>'].action_space`` (a space no quantum module takes). Spaces the
+            config leaves to RLlib are read from one env built here (as RLlib's env runners will
+            build it), so these errors come before any Ray worker starts; an env that cannot be
+            built in this process leaves the check to the algorithm's build.
 
     Example:
         >>> from ray.rllib.algorithms.ppo import PPOConfig
