@@ -58,6 +58,16 @@ def test_stacked_forward_without_autograd_uses_each_layers_cache():
     assert layers[0]._weights_cache.key == keys[0] and layers[1]._weights_cache.key != keys[1]
     torch.testing.assert_close(second[0], first[0])
     assert not torch.allclose(second[1], first[1])
+    with torch.no_grad():  # the stacked operators are reused while no layer changed, rebuilt when one did
+        stacked = layers[0]._stacked_operators_cache[1]
+        again = stacked_forward(layers, x)
+        assert layers[0]._stacked_operators_cache[1] is stacked
+        layers[1].weights.data.mul_(0.5)  # a write that bypasses the version counter
+        third = stacked_forward(layers, x)
+        assert layers[0]._stacked_operators_cache[1] is not stacked
+        torch.testing.assert_close(third, torch.stack([l(xm) for l, xm in zip(layers, x)]), atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(again, second)
+    assert "_stacked_operators_cache" not in layers[0].__getstate__()  # never pickled
 
 
 def test_layers_that_do_not_stack_run_one_by_one_with_the_same_result():
@@ -185,6 +195,11 @@ def test_a_non_finite_observation_in_a_stacked_group_names_its_module():
     batch["agent_1"][Columns.OBS][2, 4] = float("nan")
     with pytest.raises(FloatingPointError, match=r"^module 'agent_1': non-finite observation in forward_exploration \(1 of 15"):
         stacked.forward_exploration(batch)
+    batch = {mid: {Columns.OBS: torch.zeros(2 + i, 5)} for i, mid in enumerate(stacked.keys())}  # unequal rows
+    batch["agent_0"][Columns.OBS][1, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match=r"^module 'agent_0': non-finite observation in forward_exploration \(1 of 10 entries"):
+        stacked.forward_exploration(batch)  # the count is of its own rows, not the padded ones
+    batch["agent_0"][Columns.OBS][1, 0] = 0.0
     batch["agent_1"][Columns.OBS] = torch.zeros(3, 7)  # not the declared (5,): rerun alone, its own error
     with pytest.raises(ValueError, match=r"observations of shape \(3, 7\) do not match the declared observation space"):
         stacked.forward_exploration(batch)

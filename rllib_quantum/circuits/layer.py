@@ -112,6 +112,7 @@ class QuantumLayer(nn.Module):
         state = self.__dict__.copy()
         state["_qnode"] = None
         state["_weights_cache"] = None
+        state.pop("_stacked_operators_cache", None)  # see rllib_quantum.circuits.stacking
         return state
 
     def extra_repr(self) -> str:

@@ -61,6 +61,19 @@ def stack_reason(layers: Sequence[QuantumLayer], batch: int = 1) -> Optional[str
     return None
 
 
+def _stacked_operators(parts: Sequence[CompiledWeights], owner: QuantumLayer) -> torch.Tensor:
+    """``torch.stack`` of the layers' cached operators, itself cached on ``owner`` while every layer
+    returns the very same cached operators (their weights unchanged): sampling then copies no
+    ``(M, L, 2**n, 2**n)`` stack per call. The cache holds the parts it was built from, so their
+    identities cannot be reused by new objects while it lives."""
+    cached = owner.__dict__.get("_stacked_operators_cache")
+    if cached is not None and len(cached[0]) == len(parts) and all(a is b for a, b in zip(cached[0], parts)):
+        return cached[1]
+    stacked = torch.stack([part.layers for part in parts])
+    owner.__dict__["_stacked_operators_cache"] = (tuple(parts), stacked)
+    return stacked
+
+
 def stacked_forward(layers: Sequence[QuantumLayer], inputs: torch.Tensor) -> torch.Tensor:
     """``(M, B, n_qubits)`` inputs, row block ``m`` for ``layers[m]`` -> ``(M, B, n_outputs)``.
 
@@ -87,7 +100,7 @@ def stacked_forward(layers: Sequence[QuantumLayer], inputs: torch.Tensor) -> tor
     else:  # sampling: each layer's cached operators (recompiled only when its weights changed)
         weights = first.weights
         rdtype = real_dtype_for(inputs, weights, first.input_scale)
-        compiled = CompiledWeights(True, torch.stack([layer._cached_weights(rdtype, True).layers for layer in layers]))
+        compiled = CompiledWeights(True, _stacked_operators([layer._cached_weights(rdtype, True) for layer in layers], first))
     out = first._fast(inputs, weights, scales, compiled=compiled, dense=True).to(inputs.dtype)
     if first.output_scale is not None:
         out = (out * torch.stack([layer.output_scale for layer in layers]).unsqueeze(1)).to(inputs.dtype)

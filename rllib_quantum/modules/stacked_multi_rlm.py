@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, NamedTuple, Tuple
 
+import gymnasium as gym
 import torch
 from torch import nn
 
@@ -151,14 +152,34 @@ class StackedQuantumMultiRLModule(MultiRLModule):
                 out[mid] = getattr(self._rl_modules[mid], method)(batch[mid], **kwargs)
         return out
 
+    def _same_vector_space(self, group: List[ModuleID], modules: List[QuantumPPORLModule]) -> bool:
+        """Whether the group's observations are all of one non-image ``Box`` space (cached per
+        group): then they are stacked first and flattened once."""
+        cache = self.__dict__.setdefault("_group_cache", {})
+        key = ("vector_space", tuple(group))
+        if key not in cache:
+            space = modules[0].flatten.space
+            cache[key] = (
+                isinstance(space, gym.spaces.Box) and not modules[0].flatten.image and len(space.shape) >= 1
+                and all(m.flatten.space == space for m in modules[1:])
+            )
+        return cache[key]
+
     def _run_group(self, group: List[ModuleID], batch: Dict[ModuleID, Any], where: str) -> Dict[ModuleID, Dict[str, Any]]:
         """One group: observations, encoders, circuits and read-out heads each as one stacked call;
         the finite checks once per group (a failing group is checked module by module, so the
         error names the module)."""
         modules = [self._quantum(mid) for mid in group]
-        observations = [m.flatten(batch[mid][Columns.OBS]) for m, mid in zip(modules, group)]
-        rows = [len(o) for o in observations]
-        x = _stack_padded(observations, max(rows))
+        if self._same_vector_space(group, modules):  # one flatten (and shape check) for the whole group
+            raw = [torch.as_tensor(batch[mid][Columns.OBS]) for mid in group]
+            rows = [len(o) for o in raw]
+            stacked = _stack_padded(raw, max(rows))
+            x = modules[0].flatten(stacked.reshape(-1, *stacked.shape[2:])).reshape(len(group), max(rows), -1)
+            observations = [o[:n] for o, n in zip(x, rows)]  # only read if a finite check fails
+        else:
+            observations = [m.flatten(batch[mid][Columns.OBS]) for m, mid in zip(modules, group)]
+            rows = [len(o) for o in observations]
+            x = _stack_padded(observations, max(rows))
         if not all_finite(x):
             for m, o in zip(modules, observations):
                 m._check_finite(o, "observation", where)
