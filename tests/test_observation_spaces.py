@@ -8,7 +8,7 @@ import torch
 from gymnasium.spaces.utils import flatten
 
 from ray.rllib.core.columns import Columns
-from rllib_quantum import QuantumPPORLModule
+from rllib_quantum import QuantumPPORLModule, with_quantum_policies
 from rllib_quantum.errors import ConfigError
 from rllib_quantum.modules.observations import ObservationFlattener, encoder_input_shape
 
@@ -100,3 +100,106 @@ def test_swap_in_on_frozen_lake_with_discrete_observations(build_algo):
     assert result["learners"]["p0"]["num_module_steps_trained"] > 0
     module = algo.get_module("p0")
     assert module.resolved_model_config["encoder"] == "linear"  # 16 one-hot numbers -> 4 qubits
+
+
+# ---- action masks (PettingZoo classic style: {"observation": ..., "action_mask": ...}) ----------
+MASKED = gym.spaces.Dict({"observation": gym.spaces.Box(-1, 1, (4,), np.float32), "action_mask": gym.spaces.MultiBinary(3)})
+
+
+def _masked_batch(rows, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(rows, 3, generator=g) < 0.5).to(torch.int8)
+    mask[torch.arange(rows), torch.randint(0, 3, (rows,), generator=g)] = 1  # at least one legal action
+    return {Columns.OBS: {"observation": torch.rand(rows, 4, generator=g) * 2 - 1, "action_mask": mask}}
+
+
+def test_action_mask_masks_logits_and_is_not_an_input():
+    module = _module(MASKED)
+    assert module.quantum_config.action_mask_keys == ("observation",) and module.quantum_config.input_shape == (4,)
+    batch = _masked_batch(64)
+    mask = batch[Columns.OBS]["action_mask"].bool()
+    for method in ("forward_exploration", "forward_inference", "forward_train"):
+        logits = getattr(module, method)(batch)[Columns.ACTION_DIST_INPUTS]
+        assert torch.isfinite(logits).all()
+        dist = module.get_exploration_action_dist_cls().from_logits(logits)
+        actions = torch.stack([dist.sample() for _ in range(50)])
+        assert mask.gather(1, actions.T).all(), method  # only legal actions are ever sampled
+        assert mask.gather(1, dist.to_deterministic().sample()[:, None]).all()
+        assert torch.isfinite(dist.entropy()).all() and torch.isfinite(dist.logp(actions[0])).all()
+    # the mask changes the logits only where it is 0; the observation alone decides the rest
+    unmasked = {Columns.OBS: {"observation": batch[Columns.OBS]["observation"], "action_mask": torch.ones(64, 3, dtype=torch.int8)}}
+    free = module.forward_inference(unmasked)[Columns.ACTION_DIST_INPUTS]
+    torch.testing.assert_close(module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS][mask], free[mask])
+    assert module.compute_values(batch).shape == (64,)
+    # a mask that does not match the action space is an ordinary input
+    plain = _module(MASKED, actions=gym.spaces.Discrete(4))
+    assert plain.quantum_config.action_mask_keys is None and plain.quantum_config.input_shape == (7,)
+
+
+def test_stacked_masked_modules_equal_each_module():
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule, MultiRLModuleSpec
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rllib_quantum.modules import StackedQuantumMultiRLModule
+
+    specs = {f"p{i}": RLModuleSpec(module_class=QuantumPPORLModule, observation_space=MASKED, action_space=gym.spaces.Discrete(3),
+                                   model_config={"circuit": {"n_qubits": 4, "n_layers": 1}, "seed": 0, "module_id": f"p{i}"})
+             for i in range(3)}
+    stacked = MultiRLModuleSpec(multi_rl_module_class=StackedQuantumMultiRLModule, rl_module_specs=specs).build()
+    plain = MultiRLModuleSpec(multi_rl_module_class=MultiRLModule, rl_module_specs=specs).build()
+    plain.set_state(stacked.get_state())
+    batch = {mid: _masked_batch(5 + i, seed=i) for i, mid in enumerate(specs)}  # unequal rows
+    assert stacked.stack_groups(list(specs)) == [list(specs)]
+    got, want = stacked.forward_train(batch), plain.forward_train(batch)
+    for mid in specs:
+        a, b = got[mid][Columns.ACTION_DIST_INPUTS], want[mid][Columns.ACTION_DIST_INPUTS]
+        mask = batch[mid][Columns.OBS]["action_mask"].bool()
+        torch.testing.assert_close(a[mask], b[mask], atol=2e-6, rtol=1e-5)
+        assert (a[~mask] < -1e30).all() and (b[~mask] < -1e30).all()
+
+
+class _MaskedChoice(gym.Env):
+    """Pick a legal action; illegal ones are counted (in this process: the test samples locally)."""
+
+    observation_space = MASKED
+    action_space = gym.spaces.Discrete(3)
+    steps, illegal = 0, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.rng, self.t = np.random.default_rng(seed), 0
+        return self._obs(), {}
+
+    def _obs(self):
+        mask = (self.rng.random(3) < 0.5).astype(np.int8)
+        mask[self.rng.integers(3)] = 1
+        self.mask = mask
+        return {"observation": self.rng.uniform(-1, 1, 4).astype(np.float32), "action_mask": mask}
+
+    def step(self, action):
+        _MaskedChoice.steps += 1
+        _MaskedChoice.illegal += int(not self.mask[action])
+        self.t += 1
+        return self._obs(), float(action), False, self.t >= 20, {}
+
+
+def test_swap_in_trains_on_a_masked_env_without_an_illegal_action(build_algo):
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.env.multi_agent_env import make_multi_agent
+    from ray.tune.registry import register_env
+
+    register_env("rllib_quantum_test/masked_choice", make_multi_agent(lambda config: _MaskedChoice()))
+    config = (
+        PPOConfig()
+        .environment("rllib_quantum_test/masked_choice", env_config={"num_agents": 2},
+                     disable_env_checking=True)  # RLlib's checker steps with random, unmasked actions
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda aid, *args, **kwargs: f"p{aid}")
+        .env_runners(num_env_runners=0)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    algo = build_algo(with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1}))
+    _MaskedChoice.steps = _MaskedChoice.illegal = 0
+    result = algo.train()
+    assert _MaskedChoice.steps >= 200 and _MaskedChoice.illegal == 0
+    for mid in ("p0", "p1"):
+        assert algo.get_module(mid).quantum_config.action_mask_keys == ("observation",)
+        assert result["learners"][mid]["num_module_steps_trained"] > 0

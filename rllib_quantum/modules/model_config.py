@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from rllib_quantum.circuits import CircuitSpec
-from rllib_quantum.modules.observations import encoder_input_shape
+from rllib_quantum.modules.observations import encoder_input_shape, split_action_mask
 from rllib_quantum.errors import ConfigError, reraise_under
 
 ENCODERS = ("auto", "none", "linear", "cnn")
@@ -157,7 +157,7 @@ def validate_model_config(
     if action_space is not None:
         _resolve_readout(cfg, ActionHead.for_space(action_space), prefix=prefix)
     if observation_space is not None:
-        _resolve_encoder(cfg, observation_space, prefix=prefix)
+        _resolve_encoder(cfg, split_action_mask(observation_space, action_space)[0], prefix=prefix)
     return cfg
 
 
@@ -363,6 +363,9 @@ class QuantumModelConfig:
         lr_multipliers: read-only mapping, parameter group -> learning-rate factor.
         module_id: the module's id (named in its errors), if a spec builder set it.
         seed: the experiment seed of the seeded parameter init, if any.
+        action_mask_keys: with an observation ``Dict`` that carries an ``"action_mask"`` for the
+            ``Discrete`` actions, the entries the policy reads (the logits of masked actions
+            are pushed to the float minimum); ``None`` otherwise. Derived from the spaces.
 
     Example:
         >>> import gymnasium as gym, numpy as np
@@ -392,6 +395,9 @@ class QuantumModelConfig:
     lr_multipliers: Mapping[str, float]
     module_id: Optional[str] = None
     seed: Optional[int] = None
+    # Derived from the spaces, not a key: the observation entries the policy reads when the space
+    # carries an "action_mask" (see observations.split_action_mask); None without a mask.
+    action_mask_keys: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
         # Plain containers in, immutable ones kept (so equal options compare, and hash, equal).
@@ -435,7 +441,8 @@ class QuantumModelConfig:
             cfg, actor, critic = _check_keys(_with_internal_keys(model_config, module_id, seed))
         head = ActionHead.for_space(action_space)
         readout = _resolve_readout(cfg, head, prefix=prefix)
-        encoder, input_shape, conv_filters = _resolve_encoder(cfg, observation_space, prefix=prefix)
+        policy_space, mask_keys = split_action_mask(observation_space, action_space)
+        encoder, input_shape, conv_filters = _resolve_encoder(cfg, policy_space, prefix=prefix)
         return cls(
             actor=dataclasses.replace(actor, n_outputs=head.n_logits if readout == "expval" else actor.n_qubits),
             readout=readout,
@@ -449,6 +456,7 @@ class QuantumModelConfig:
             lr_multipliers=cfg["lr_multipliers"],
             module_id=cfg.get(MODULE_ID_KEY),
             seed=cfg.get(SEED_KEY),
+            action_mask_keys=mask_keys,
         )
 
     def to_dict(self) -> dict:

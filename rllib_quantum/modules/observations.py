@@ -31,7 +31,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -76,6 +76,48 @@ def _pixel_scale(space: gym.spaces.Box) -> float:
         return 1.0
     high = float(np.max(space.high))
     return 255.0 if not np.isfinite(high) or high <= 0 else high
+
+
+ACTION_MASK_KEY = "action_mask"
+
+
+def split_action_mask(space: gym.Space, action_space: Optional[gym.Space]) -> Tuple[gym.Space, Optional[Tuple[str, ...]]]:
+    """The part of ``space`` the policy reads, and the keys of that part when ``space`` carries an
+    action mask (else ``None``).
+
+    An action mask is a ``Dict`` entry ``"action_mask"`` (PettingZoo's classic games, RLlib's
+    action-masking examples) of shape ``(n,)`` next to a ``Discrete(n)`` action space. The policy
+    then reads the other entries (a single remaining entry as itself, so an image stays an image),
+    and its logits of actions whose mask is 0 are pushed to the float minimum.
+
+    Example:
+        >>> space = gym.spaces.Dict({"observation": gym.spaces.Box(-1, 1, (4,)), "action_mask": gym.spaces.MultiBinary(3)})
+        >>> split_action_mask(space, gym.spaces.Discrete(3))
+        (Box(-1.0, 1.0, (4,), float32), ('observation',))
+        >>> split_action_mask(space, gym.spaces.Discrete(2))[1] is None   # sizes differ: an ordinary input
+        True
+    """
+    if not (isinstance(space, gym.spaces.Dict) and ACTION_MASK_KEY in space.spaces and isinstance(action_space, gym.spaces.Discrete)):
+        return space, None
+    mask = space.spaces[ACTION_MASK_KEY]
+    rest = {k: v for k, v in space.spaces.items() if k != ACTION_MASK_KEY}
+    if not rest or not isinstance(mask, (gym.spaces.Box, gym.spaces.MultiBinary)) or tuple(mask.shape) != (int(action_space.n),):
+        return space, None
+    return (next(iter(rest.values())) if len(rest) == 1 else gym.spaces.Dict(rest)), tuple(rest)
+
+
+def policy_observation(obs: Any, keys: Optional[Tuple[str, ...]]) -> Any:
+    """A batch of observations without its action mask (``keys`` from :func:`split_action_mask`)."""
+    if keys is None:
+        return obs
+    return obs[keys[0]] if len(keys) == 1 else {k: obs[k] for k in keys}
+
+
+def mask_logits(logits: torch.Tensor, mask: Any) -> torch.Tensor:
+    """``logits`` with the entries whose ``mask`` is 0 lowered to about the float minimum (finite,
+    as RLlib's action-masking module does: softmax gives them probability 0)."""
+    mask = torch.as_tensor(mask, device=logits.device).to(logits.dtype)
+    return logits + torch.clamp(torch.log(mask), min=torch.finfo(logits.dtype).min)
 
 
 class ObservationFlattener(nn.Module):

@@ -25,7 +25,13 @@ from rllib_quantum import safety
 from rllib_quantum.circuits import QuantumLayer
 from rllib_quantum.errors import reraise_under
 from rllib_quantum.modules.encoders import build_encoder, mlp
-from rllib_quantum.modules.observations import ObservationFlattener
+from rllib_quantum.modules.observations import (
+    ACTION_MASK_KEY,
+    ObservationFlattener,
+    mask_logits,
+    policy_observation,
+    split_action_mask,
+)
 from rllib_quantum.modules.model_config import PARAMETER_GROUPS, QuantumModelConfig
 
 
@@ -111,8 +117,10 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     def _build(self, cfg: QuantumModelConfig) -> None:
         n_qubits, head = cfg.n_qubits, cfg.action_head
-        # Any supported space -> a float image or vector (one-hots, flattened Dict/Tuple, pixels / 255).
-        self.flatten = ObservationFlattener(self.observation_space)
+        # Any supported space -> a float image or vector (one-hots, flattened Dict/Tuple, pixels / 255);
+        # an action mask is not an input: it masks the logits (see observations.split_action_mask).
+        self.mask_keys = cfg.action_mask_keys
+        self.flatten = ObservationFlattener(split_action_mask(self.observation_space, self.action_space)[0])
         self.encoder = build_encoder(cfg.encoder, cfg.input_shape, n_qubits, cfg.conv_filters)
 
         with reraise_under("circuit"):  # e.g. execution: 'fast' the fast path cannot run
@@ -147,7 +155,15 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     def embed(self, batch: Dict[str, Any], where: str) -> torch.Tensor:
         """Flattened, checked observation through the pre-encoder: the circuit's ``(B, n_qubits)`` inputs."""
         with self._reporting(where):
-            return self.encoder(self._check_finite(self.flatten(batch[Columns.OBS]), "observation", where))
+            return self.encoder(self._check_finite(self.flatten(self.policy_obs(batch)), "observation", where))
+
+    def policy_obs(self, batch: Dict[str, Any]) -> Any:
+        """The batch's observations as the policy reads them (without an action mask)."""
+        return policy_observation(batch[Columns.OBS], self.mask_keys)
+
+    def masked(self, logits: torch.Tensor, batch: Dict[str, Any]) -> torch.Tensor:
+        """``logits`` with the batch's action mask applied (unchanged without a mask)."""
+        return logits if self.mask_keys is None else mask_logits(logits, batch[Columns.OBS][ACTION_MASK_KEY])
 
     def dist_inputs(self, readouts: torch.Tensor, where: str) -> torch.Tensor:
         """The actor circuit's read-outs -> logits (or ``[means, log_stds]`` for Box actions), checked."""
@@ -161,7 +177,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         embeddings = self.embed(batch, where)
         with self._reporting(where):
             readouts = self.actor(embeddings)
-        return {Columns.ACTION_DIST_INPUTS: self.dist_inputs(readouts, where), Columns.EMBEDDINGS: embeddings}
+        return {Columns.ACTION_DIST_INPUTS: self.masked(self.dist_inputs(readouts, where), batch), Columns.EMBEDDINGS: embeddings}
 
     @contextlib.contextmanager
     def _reporting(self, where: str):
@@ -199,7 +215,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     @override(ValueFunctionAPI)
     def compute_values(self, batch: Dict[str, Any], embeddings: Optional[Any] = None) -> TensorType:
         if embeddings is None:
-            embeddings = self.encoder(self._check_finite(self.flatten(batch[Columns.OBS]), "observation", "compute_values"))
+            embeddings = self.encoder(self._check_finite(self.flatten(self.policy_obs(batch)), "observation", "compute_values"))
         return self._check_finite(self.critic(embeddings).squeeze(-1), "value", "compute_values")
 
     # ---- numerical safety --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from ray.rllib.utils.typing import ModuleID
 
 from rllib_quantum.circuits import QuantumLayer, stacked_forward
 from rllib_quantum.modules.encoders import LinearEncoder, PadEncoder
+from rllib_quantum.modules.observations import ACTION_MASK_KEY, mask_logits
 from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule, all_finite
 
 
@@ -102,6 +103,7 @@ class StackedQuantumMultiRLModule(MultiRLModule):
             module.quantum_config.input_shape,
             _shape_key(module.actor_head),
             module.log_std is not None,
+            module.mask_keys,
         )
 
     def stack_groups(self, module_ids: List[ModuleID]) -> List[List[ModuleID]]:
@@ -171,13 +173,13 @@ class StackedQuantumMultiRLModule(MultiRLModule):
         error names the module)."""
         modules = [self._quantum(mid) for mid in group]
         if self._same_vector_space(group, modules):  # one flatten (and shape check) for the whole group
-            raw = [torch.as_tensor(batch[mid][Columns.OBS]) for mid in group]
+            raw = [torch.as_tensor(m.policy_obs(batch[mid])) for m, mid in zip(modules, group)]
             rows = [len(o) for o in raw]
             stacked = _stack_padded(raw, max(rows))
             x = modules[0].flatten(stacked.reshape(-1, *stacked.shape[2:])).reshape(len(group), max(rows), -1)
             observations = [o[:n] for o, n in zip(x, rows)]  # only read if a finite check fails
         else:
-            observations = [m.flatten(batch[mid][Columns.OBS]) for m, mid in zip(modules, group)]
+            observations = [m.flatten(m.policy_obs(batch[mid])) for m, mid in zip(modules, group)]
             rows = [len(o) for o in observations]
             x = _stack_padded(observations, max(rows))
         if not all_finite(x):
@@ -190,6 +192,9 @@ class StackedQuantumMultiRLModule(MultiRLModule):
         if modules[0].log_std is not None:  # Box actions: [means, log_stds]
             log_stds = torch.stack([m.log_std for m in modules]).unsqueeze(1).expand_as(logits)
             logits = torch.cat([logits, log_stds], dim=-1)
+        if modules[0].mask_keys is not None:  # padded rows get an all-zero mask: finite, and never read
+            masks = [torch.as_tensor(batch[mid][Columns.OBS][ACTION_MASK_KEY]) for mid in group]
+            logits = mask_logits(logits, _stack_padded(masks, max(rows)))
         if not all_finite(logits):
             for m, logit, n in zip(modules, logits, rows):
                 m._check_finite(logit[:n], "logits", where)
