@@ -195,7 +195,13 @@ def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool,
     actions = {}
     for module_id, agents in by_module.items():
         module = modules[module_id]
-        batch = torch.as_tensor(np.stack([obs[a] for a in agents]), dtype=torch.float32)
+        if isinstance(obs[agents[0]], Mapping):  # Dict observations (e.g. with an action mask), batched per key
+            from ray.rllib.utils.spaces.space_utils import batch as batch_of
+            from ray.rllib.utils.torch_utils import convert_to_torch_tensor
+
+            batch = convert_to_torch_tensor(batch_of([obs[a] for a in agents]))
+        else:
+            batch = torch.as_tensor(np.stack([obs[a] for a in agents]), dtype=torch.float32)
         logits = module.forward_inference({Columns.OBS: batch})[Columns.ACTION_DIST_INPUTS]
         dist = module.get_inference_action_dist_cls().from_logits(logits)
         chosen = (dist.to_deterministic() if greedy else dist).sample().numpy()

@@ -203,3 +203,13 @@ def test_swap_in_trains_on_a_masked_env_without_an_illegal_action(build_algo):
     for mid in ("p0", "p1"):
         assert algo.get_module(mid).quantum_config.action_mask_keys == ("observation",)
         assert result["learners"][mid]["num_module_steps_trained"] > 0
+    # the package's evaluation plays the same env with Dict observations, greedy and sampled
+    from rllib_quantum.evaluation import EvaluationSetup, evaluate_modules
+
+    modules = {mid: algo.learner_group._learner.module[mid] for mid in ("p0", "p1")}
+    setup = EvaluationSetup("rllib_quantum_test/masked_choice", {"num_agents": 2}, config.policy_mapping_fn)
+    _MaskedChoice.steps = _MaskedChoice.illegal = 0
+    for greedy in (True, False):
+        report = evaluate_modules(setup, modules, episodes=2, greedy=greedy)
+        assert sorted(report.returns) == [0, 1] and all(len(r) == 2 for r in report.returns.values())
+    assert _MaskedChoice.steps == 2 * 2 * 20 * 2 and _MaskedChoice.illegal == 0
