@@ -213,3 +213,41 @@ def test_swap_in_trains_on_a_masked_env_without_an_illegal_action(build_algo):
         report = evaluate_modules(setup, modules, episodes=2, greedy=greedy)
         assert sorted(report.returns) == [0, 1] and all(len(r) == 2 for r in report.returns.values())
     assert _MaskedChoice.steps == 2 * 2 * 20 * 2 and _MaskedChoice.illegal == 0
+
+
+_TTT_MOVES = []  # (legal,) per move, appended by the env in this process (the runner is local)
+
+
+def _counting_tictactoe(config):
+    from pettingzoo.classic import tictactoe_v3
+    from ray.rllib.env.wrappers.pettingzoo_env import PettingZooEnv
+
+    class Counting(PettingZooEnv):
+        def step(self, action):
+            for agent, a in action.items():
+                _TTT_MOVES.append(bool(self.env.observe(agent)["action_mask"][a]))
+            return super().step(action)
+
+    return Counting(tictactoe_v3.env())
+
+
+def test_swap_in_on_pettingzoo_tictactoe_makes_no_illegal_move(build_algo):
+    """PettingZoo's classic tic-tac-toe (AEC, observation {"observation": 3x3x2, "action_mask": 9})
+    through RLlib's PettingZooEnv: the board goes to the auto CNN, and every move is legal."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.tune.registry import register_env
+
+    register_env("rllib_quantum_test/tictactoe", _counting_tictactoe)
+    config = (
+        PPOConfig()
+        .environment("rllib_quantum_test/tictactoe", disable_env_checking=True)
+        .multi_agent(policies={"player_1", "player_2"}, policy_mapping_fn=lambda aid, *args, **kwargs: aid)
+        .env_runners(num_env_runners=0)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    algo = build_algo(with_quantum_policies(config, circuit={"n_qubits": 5, "n_layers": 1}))
+    _TTT_MOVES.clear()
+    algo.train()
+    cfg = algo.get_module("player_1").quantum_config
+    assert cfg.action_mask_keys == ("observation",) and cfg.encoder == "cnn" and cfg.input_shape == (3, 3, 2)
+    assert len(_TTT_MOVES) >= 200 and all(_TTT_MOVES)
