@@ -38,6 +38,18 @@ def _known_module_ids(config) -> List[str]:
     return [DEFAULT_MODULE_ID]
 
 
+def _module_model_config(model_config: dict, obs, act, module_id: str, config, whose: str = "") -> dict:
+    """``spec_model_config`` for one module, its errors keyed ``model_config['<id>'].<key>``, or
+    ``modules['<id>'].<space>`` for a space no quantum module takes (``whose`` says where the
+    space came from)."""
+    try:
+        return spec_model_config(model_config, obs, act, module_id=module_id, seed=config.seed, prefix=f"model_config[{module_id!r}]")
+    except ConfigError as err:
+        if err.key in ("observation_space", "action_space"):  # the module's spaces, not an argument
+            raise ConfigError(f"modules[{module_id!r}].{err.key}", err.problem + whose) from None
+        raise
+
+
 def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config, module_id: str) -> RLModuleSpec:
     obs = old.observation_space if old is not None else None
     act = old.action_space if old is not None else None
@@ -49,14 +61,7 @@ def _quantum_spec(old: Optional[RLModuleSpec], model_config: dict, config, modul
     # left None are inferred by RLlib from the env when the algorithm is built. The module id is
     # named in the module's numerical-safety errors; the seed (set it before swapping) seeds the
     # init independently of build order.
-    try:
-        cfg = spec_model_config(
-            model_config, obs, act, module_id=module_id, seed=config.seed, prefix=f"model_config[{module_id!r}]"
-        )
-    except ConfigError as err:
-        if err.key in ("observation_space", "action_space"):  # the module's spaces, not an argument
-            raise ConfigError(f"modules[{module_id!r}].{err.key}", err.problem) from None
-        raise
+    cfg = _module_model_config(model_config, obs, act, module_id, config)
     return RLModuleSpec(
         module_class=QuantumPPORLModule,
         observation_space=obs,
@@ -112,12 +117,7 @@ def _check_against_env(specs: Dict[str, RLModuleSpec], wanted: List[str], config
         if mid not in spaces:
             continue
         obs, act = spaces[mid]
-        try:  # the same checks as with spaces given: keyed model_config['<id>'].<key>
-            cfg = spec_model_config(model_config, obs, act, module_id=mid, seed=config.seed, prefix=f"model_config[{mid!r}]")
-        except ConfigError as err:
-            if err.key in ("observation_space", "action_space"):
-                raise ConfigError(f"modules[{mid!r}].{err.key}", f"{err.problem} (the env's space for this module)") from None
-            raise
+        cfg = _module_model_config(model_config, obs, act, mid, config, whose=" (the env's space for this module)")
         probe = RLModuleSpec(module_class=QuantumPPORLModule, observation_space=obs, action_space=act, model_config=cfg)
         with torch.random.fork_rng(devices=[]):  # the probe leaves the caller's torch RNG untouched
             build_module_checked(mid, probe, key=f"model_config[{mid!r}]")

@@ -32,7 +32,8 @@ class StackedQuantumMultiRLModule(MultiRLModule):
     module per policy), its own checkpoint state, and parameter averaging works unchanged.
 
     Vector pre-encoders and linear read-out heads run as one batched matmul per group too, and the
-    finite checks once per group; observation flattening and CNN encoders stay per module. The
+    finite checks once per group; observations of one vector ``Box`` space are stacked and
+    flattened once per group, other spaces and CNN encoders stay per module. The
     critics of a group run as one batched pass in
     :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` 's PPO loss (:meth:`stacked_values`). Modules of other classes, circuits that
     do not stack (PennyLane devices, factored registers) and single modules run exactly as under
