@@ -19,7 +19,8 @@ action over the miss's last ``window`` steps. Last, the tracking curves in the d
 mean action probabilities per bin of (ball y - paddle y), and of (intercept y - paddle y), the
 intercept being where the ball will cross the paddle's x (straight flight, mirrored at the walls):
 a policy that aims at the intercept, not at the ball, agrees with the "intercept action" (the
-tracker's rule applied to the intercept) instead of the tracker's.
+tracker's rule applied to the intercept) instead of the tracker's. Then a least-squares fit of
+log P(up)/P(down) on the five features, over every step: what the preference follows.
 
     python benchmarks/policy_anatomy.py --checkpoint PATH [--episodes 20] [--deciding-steps 25]
 """
@@ -32,6 +33,8 @@ from collections import defaultdict
 
 import numpy as np
 from common import parse_args
+
+from rllib_quantum.envs.cooperative_pong import FEATURE_NAMES
 
 
 @dataclasses.dataclass
@@ -178,6 +181,17 @@ def report(steps, ends, args: Args, mode: str, max_cycles: int) -> None:
                 if sel.any():
                     stay, up, down = probs[sel].mean(0)
                     print(f"| [{lo:+.1f}, {hi:+.1f}) | {sel.sum()} | {stay:.2f} | {up:.2f} | {down:.2f} |")
+
+    # What the up/down preference follows, over every step: a least-squares fit of log P(up)/P(down)
+    # on the five features (a tracker would weigh ball y and paddle y equally and oppositely).
+    obs = np.array([o for o, *_ in (row for rows in kinds.values() for row in rows)], dtype=np.float64)
+    probs = np.array([p for _, p, *_ in (row for rows in kinds.values() for row in rows)], dtype=np.float64)
+    target = np.log(np.clip(probs[:, 1], 1e-12, 1) / np.clip(probs[:, 2], 1e-12, 1))
+    design = np.c_[obs, np.ones(len(obs))]
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    explained = 1 - np.var(target - design @ coef) / max(np.var(target), 1e-12)
+    weights = ", ".join(f"{name} {c:+.2f}" for name, c in zip(FEATURE_NAMES + ("constant",), coef))
+    print(f"\nlog P(up)/P(down) ~ linear in the features, all steps: {weights}; explains {explained:.0%} of its variance")
 
 
 def main() -> None:

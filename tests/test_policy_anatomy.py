@@ -56,6 +56,9 @@ def test_anatomy_of_a_checkpoint(build_algo, tmp_path):
     rows = re.findall(r"^\| (approaching, <= 25 steps|approaching, later|receding) \| (\d+)% \| ([0-9.]+) \|", out, re.M)
     assert rows and all(0 <= float(p) <= 1 for *_, p in rows), out[-3000:]
     assert out.count("tracking curve, deciding states") in (0, 4)  # two curves per mode when the ball approached
+    fits = re.findall(r"^log P\(up\)/P\(down\) ~ linear in the features, all steps: ball_x [-+][0-9.]+, .*"
+                      r"paddle_y [-+][0-9.]+, constant [-+][0-9.]+; explains -?\d+% of its variance$", out, re.M)
+    assert len(fits) == 2, out[-3000:]  # one per mode
 
 
 def test_anatomy_refuses_a_missing_checkpoint(tmp_path):
