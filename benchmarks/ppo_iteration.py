@@ -10,7 +10,12 @@ Each variant: build the algorithm, one warm-up iteration, then ``iterations`` ti
 every timed iteration must have trained both modules (a sampling time-out would train nothing and
 is reported as a failure, not as a fast iteration). Ends with the ratios.
 
-    python benchmarks/ppo_iteration.py [--iterations 3] [--batch 1000] [--skip-pennylane]
+With ``--rounds R`` (R > 1) every variant's algorithm is built up front and the variants take turns,
+``iterations`` timed iterations each per round, so that a slow spell of the machine hits all of them:
+one ratio per round, then their median and range (one pass's ratio moves by +-5-10 % run to run,
+mostly with the sampling time).
+
+    python benchmarks/ppo_iteration.py [--iterations 3] [--batch 1000] [--skip-pennylane] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Args:
     num_envs_per_env_runner: int = 4
     skip_pennylane: bool = False  # the PennyLane-forced variant is slow (tens of seconds per iteration)
     n_layers: int = 0  # 0: the config's circuit depth; else override it (the learner's cost grows with it)
+    rounds: int = 1  # > 1: all variants built at once, taking turns (see the docstring)
 
 
 def variants(args: Args) -> dict:
@@ -57,7 +63,9 @@ def variants(args: Args) -> dict:
     return out
 
 
-def time_variant(config_path, overrides, iterations: int) -> dict:
+def build(config_path, overrides):
+    """The experiment and its algorithm, warmed up (actor start, caches, first torch calls), with
+    its learner update wrapped in a stopwatch."""
     from rllib_quantum.config import load_experiment
 
     exp = load_experiment(config_path, overrides)
@@ -67,31 +75,63 @@ def time_variant(config_path, overrides, iterations: int) -> dict:
     watch = Stopwatch()
     watch.wrap(algo.learner_group, "update", "learner")
     try:
-        algo.train()  # warm-up: actor start, QNode/cache building, first torch calls
-        times, sample_times, learner_times = [], [], []
-        for _ in range(iterations):
-            watch.reset()
-            start = time.perf_counter()
-            result = algo.train()
-            times.append(time.perf_counter() - start)
-            trained = [result["learners"][m]["num_module_steps_trained"] for m in exp.plan.module_ids]
-            if min(trained) <= 0:
-                raise RuntimeError(f"an iteration trained nothing ({trained}): sampling timed out?")
-            learner = watch.reset()[0].get("learner", 0.0)
-            if learner <= 0:
-                raise RuntimeError("the learner update was not timed: RLlib's training step changed?")
-            sample_times.append(times[-1] - learner)  # sampling (and weight sync): the rest
-            learner_times.append(learner)
-        counts = exp.build_modules()[exp.plan.module_ids[0]]
-        params = sum(p.numel() for p in counts.parameters() if p.requires_grad)
+        algo.train()
+    except BaseException:
+        algo.stop()
+        raise
+    return exp, algo, watch
+
+
+def time_iterations(exp, algo, watch, iterations: int) -> dict:
+    """Mean seconds per iteration, of which learner update and the rest, over ``iterations``."""
+    times, sample_times, learner_times = [], [], []
+    for _ in range(iterations):
+        watch.reset()
+        start = time.perf_counter()
+        result = algo.train()
+        times.append(time.perf_counter() - start)
+        trained = [result["learners"][m]["num_module_steps_trained"] for m in exp.plan.module_ids]
+        if min(trained) <= 0:
+            raise RuntimeError(f"an iteration trained nothing ({trained}): sampling timed out?")
+        learner = watch.reset()[0].get("learner", 0.0)
+        if learner <= 0:
+            raise RuntimeError("the learner update was not timed: RLlib's training step changed?")
+        sample_times.append(times[-1] - learner)  # sampling (and weight sync): the rest
+        learner_times.append(learner)
+    return {"iter_s": statistics.mean(times), "sample_s": statistics.mean(sample_times),
+            "learner_s": statistics.mean(learner_times)}
+
+
+def trainable_params(exp) -> int:
+    module = exp.build_modules()[exp.plan.module_ids[0]]
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def time_variant(config_path, overrides, iterations: int) -> dict:
+    exp, algo, watch = build(config_path, overrides)
+    try:
+        return {**time_iterations(exp, algo, watch, iterations), "params": trainable_params(exp)}
     finally:
         algo.stop()
-    return {
-        "iter_s": statistics.mean(times),
-        "sample_s": statistics.mean(sample_times),
-        "learner_s": statistics.mean(learner_times),
-        "params": params,
-    }
+
+
+def time_in_turns(variants_: dict, iterations: int, rounds: int) -> list:
+    """``rounds`` dicts ``{variant: time_iterations(...)}``, the variants taking turns (the order
+    reversed every other round)."""
+    built = {}
+    try:
+        for name, (path, overrides) in variants_.items():
+            built[name] = build(path, overrides)
+        out = []
+        for r in range(rounds):
+            names = list(built) if r % 2 == 0 else list(reversed(built))
+            out.append({name: time_iterations(*built[name], iterations) for name in names})
+            print(f"round {r + 1}: " + "  ".join(f"{n} {t['iter_s']:.2f} s (learner {t['learner_s']:.3f})"
+                                                for n, t in out[-1].items()), flush=True)
+        return out
+    finally:
+        for _, algo, _ in built.values():
+            algo.stop()
 
 
 def main() -> None:
@@ -101,6 +141,15 @@ def main() -> None:
     ray = start_ray()
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads in the driver)")
     print(f"settings: {dataclasses.asdict(args)}\n")
+
+    if args.rounds > 1:
+        rounds = time_in_turns(variants(args), args.iterations, args.rounds)
+        for key, label in (("iter_s", "iteration"), ("learner_s", "learner update")):
+            ratios = [r["quantum"][key] / r["classical"][key] for r in rounds]
+            print(f"ratio quantum / classical {label} time, {len(ratios)} rounds: median {statistics.median(ratios):.2f} "
+                  f"(range {min(ratios):.2f}-{max(ratios):.2f}; per round {', '.join(f'{x:.2f}' for x in ratios)})")
+        ray.shutdown()
+        return
 
     rows = {}
     for name, (path, overrides) in variants(args).items():

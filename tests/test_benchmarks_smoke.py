@@ -56,3 +56,16 @@ def test_learning_refuses_a_bad_set_before_ray_starts():
     assert "benchmarks/learning.py: error: ppo.gamma: must be a number in [0, 1], got 1.5" in proc.stdout, proc.stdout[-2000:]
     assert "Traceback" not in proc.stdout
     assert "Started a local Ray instance" not in proc.stdout
+
+
+def test_ppo_iteration_in_turns_smoke(sandbox):
+    out = run_script("benchmarks/ppo_iteration.py", [
+        "--iterations", "1", "--rounds", "2", "--batch", "200", "--minibatch", "100", "--epochs", "1",
+        "--num-envs-per-env-runner", "2", "--skip-pennylane",
+    ], sandbox, timeout=240)
+    # Both variants timed in each round, the second round in reverse order; then one median per ratio.
+    rounds = re.findall(r"^round (\d): (\w+) [0-9.]+ s \(learner [0-9.]+\)  (\w+) [0-9.]+ s", out, re.M)
+    assert rounds == [("1", "quantum", "classical"), ("2", "classical", "quantum")], out[-3000:]
+    for label in ("iteration", "learner update"):
+        assert re.search(rf"^ratio quantum / classical {label} time, 2 rounds: median [0-9.]+ \(range [0-9.]+-[0-9.]+; "
+                         r"per round [0-9.]+, [0-9.]+\)$", out, re.M), out[-3000:]

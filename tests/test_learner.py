@@ -110,6 +110,27 @@ def test_lr_schedule_moves_every_group_at_its_multiplier(build_algo):
     assert 0.01 >= entropy_coeffs[0] > entropy_coeffs[1] >= 0.0, entropy_coeffs  # its schedule too
 
 
+def test_grad_clip_bounds_what_the_fused_adams_step_with(build_algo):
+    # ppo.grad_clip (global norm per module) must reach the package's own optimizer path, which
+    # replaces RLlib's apply_gradients: RLlib clips in postprocess_gradients, before it.
+    clip = 1e-3
+    exp = load_experiment(CONFIG, tiny("quantum", **{"ppo.grad_clip": clip}))
+    algo = build_algo(exp.algo_config)
+    learner = _local_learner(algo)
+    norms = []
+    inner = learner.apply_gradients
+
+    def recording(gradients_dict):
+        norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in gradients_dict.values()])).item())
+        return inner(gradients_dict)
+
+    learner.apply_gradients = recording
+    result = algo.train()
+    assert norms and max(norms) <= math.sqrt(2) * clip * (1 + 1e-4), norms  # two modules, each clipped to clip
+    for mid in ("paddle_0", "paddle_1"):  # RLlib reports the norm before clipping
+        assert result["learners"][mid]["gradients_default_optimizer_global_norm"] > clip
+
+
 def test_frozen_circuit_ablation_trains_everything_but_the_circuit(build_algo):
     exp = load_experiment(CONFIG, tiny("quantum", **{"model_config.circuit.trainable_weights": False,
                                                      "env_runners.num_env_runners": 1}))
