@@ -27,6 +27,9 @@ from common import parse_args
 from policy_anatomy import intercept_action, steps_to_paddle
 
 
+WHERES = ("everywhere", "deciding", "elsewhere")  # where the noise lands (the deciding window: see play)
+
+
 @dataclasses.dataclass
 class Args:
     episodes: int = 20
@@ -40,10 +43,6 @@ def tracker(obs, agent):
     from rllib_quantum.envs import scripted_tracker_action
 
     return scripted_tracker_action(obs)
-
-
-def intercept(obs, agent):
-    return intercept_action(obs, agent)
 
 
 def centre_then_track(k: int):
@@ -62,6 +61,8 @@ def play(policy, seeds, eps: float = 0.0, where: str = "everywhere", window: int
     probability ``eps`` a random action replaces the policy's where ``where`` says."""
     from rllib_quantum.envs import CooperativePongFeatures
 
+    if where not in WHERES:
+        raise ValueError(f"where must be one of {WHERES}, got {where!r}")
     env = CooperativePongFeatures()
     rng = np.random.default_rng(12345)
     returns, lengths = [], []
@@ -89,7 +90,7 @@ def main() -> None:
     from rllib_quantum.evaluation import eval_seeds
 
     seeds = eval_seeds(args.episodes, args.seed)
-    policies = {"tracker": tracker, "intercept": intercept}
+    policies = {"tracker": tracker, "intercept": intercept_action}
     print(f"{args.episodes} episodes per cell, env seeds {seeds[0]}..{seeds[-1]}; mean return per paddle +- 95% CI "
           f"(mean episode length of 900)\n")
     print("| policy | return |")
@@ -101,14 +102,13 @@ def main() -> None:
         mean, ci, length = play(centre_then_track(k), seeds)
         print(f"| centre, then track within {k} steps of arrival | {mean:.1f} +- {ci:.1f} ({length:.0f}) |", flush=True)
 
-    wheres = ("everywhere", "deciding", "elsewhere")
     print(f"\nwith a random action at probability eps: everywhere, only in the deciding window (the ball reaches the "
           f"paddle within {args.window} steps), only outside it\n")
-    print("| policy | eps | " + " | ".join(wheres) + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in wheres) + " |")
+    print("| policy | eps | " + " | ".join(WHERES) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in WHERES) + " |")
     for name, policy in policies.items():
         for eps in args.eps:
-            cells = [play(policy, seeds, eps, where, args.window) for where in wheres]
+            cells = [play(policy, seeds, eps, where, args.window) for where in WHERES]
             print(f"| {name} | {eps:g} | " + " | ".join(f"{m:.1f} +- {c:.1f} ({n:.0f})" for m, c, n in cells) + " |", flush=True)
 
 
