@@ -48,7 +48,7 @@ def _given(value: Any) -> str:
     return f"got {value!r} ({type(value).__name__})"
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     """An integer, Python's or numpy's (``np.int64`` from ``np.arange`` loops), but not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
@@ -56,7 +56,7 @@ def _is_int(value: Any) -> bool:
 def _check_int(key: str, value: Any, minimum: int, maximum: Optional[int] = None, why: str = "") -> int:
     """``value`` as a Python int if it is an integer in range, else ConfigError."""
     want = f"an int >= {minimum}" if maximum is None else f"an int in {minimum}..{maximum}"
-    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
         raise ConfigError(key, f"must be {want}{why}, {_given(value)}")
     return int(value)
 
@@ -91,7 +91,7 @@ def _statevector_memory(n_qubits: int) -> str:
 
 
 def _check_n_qubits(value: Any) -> int:
-    if _is_int(value) and value > MAX_QUBITS:
+    if is_int(value) and value > MAX_QUBITS:
         raise ConfigError(
             "n_qubits",
             f"must be an int in 1..{MAX_QUBITS}, got {value} (a statevector of {value} qubits needs 2**{value} "

@@ -22,13 +22,13 @@ import copy
 import dataclasses
 import functools
 import math
-import numbers
 from typing import Any, Iterator, Mapping, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
 
 from rllib_quantum.circuits import CircuitSpec
+from rllib_quantum.circuits.spec import is_int
 from rllib_quantum.modules.observations import encoder_input_shape, split_action_mask
 from rllib_quantum.errors import ConfigError, reraise_under
 
@@ -92,7 +92,7 @@ def _choice(key: str, value: Any, allowed: tuple) -> None:
 
 def _int_list(key: str, value: Any, inner: Optional[int] = None) -> None:
     def ok(v):  # Python or numpy ints (normalised to int by QuantumModelConfig)
-        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 1
+        return is_int(v) and v >= 1
 
     good = isinstance(value, (list, tuple)) and all(
         (ok(v) if inner is None else isinstance(v, (list, tuple)) and len(v) == inner and all(ok(u) for u in v))
