@@ -20,7 +20,6 @@ where. A learned policy's training return is its sampled play, so this is the ba
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 from common import parse_args
@@ -57,9 +56,11 @@ def centre_then_track(k: int):
 
 
 def play(policy, seeds, eps: float = 0.0, where: str = "everywhere", window: int = 10) -> tuple:
-    """Mean return per paddle, its 95 % CI and the mean episode length over ``seeds``; with
-    probability ``eps`` a random action replaces the policy's where ``where`` says."""
+    """Mean return per paddle, its 95 % CI (as ``rllib-quantum evaluate`` reports it) and the mean
+    episode length over ``seeds``; with probability ``eps`` a random action replaces the policy's
+    where ``where`` says."""
     from rllib_quantum.envs import CooperativePongFeatures
+    from rllib_quantum.evaluation import EvaluationReport
 
     if where not in WHERES:
         raise ValueError(f"where must be one of {WHERES}, got {where!r}")
@@ -81,8 +82,8 @@ def play(policy, seeds, eps: float = 0.0, where: str = "everywhere", window: int
         returns.append(total)
         lengths.append(t)
     env.close()
-    ci = 1.96 * np.std(returns, ddof=1) / math.sqrt(len(returns)) if len(returns) > 1 else 0.0
-    return float(np.mean(returns)), float(ci), float(np.mean(lengths))
+    report = EvaluationReport({"paddle_0": returns}, lengths, list(seeds), greedy=False)
+    return report.mean("paddle_0"), report.ci95("paddle_0"), float(np.mean(lengths))
 
 
 def main() -> None:
