@@ -94,6 +94,57 @@ def test_partial_swap_on_policies_and_mapping_only(build_algo):
         assert result["learners"][mid]["num_module_steps_trained"] > 0
 
 
+def test_swap_on_rllibs_own_multi_agent_example_env(build_algo):
+    """RLlib's multi_agent_cartpole.py style: the env class given directly, integer agent ids mapped
+    onto fewer policies (`f"p{agent_id % 2}"`), and one policy left out of `policies_to_train`."""
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    config = (
+        PPOConfig()
+        .environment(MultiAgentCartPole, env_config={"num_agents": 4})
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, episode, **kw: f"p{agent_id % 2}",
+                     policies_to_train=["p0"])
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    swapped = with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1})
+    algo = build_algo(swapped)
+    before = {mid: algo.get_module(mid).get_state() for mid in ("p0", "p1")}
+    result = algo.train()
+    for mid in ("p0", "p1"):
+        assert isinstance(algo.get_module(mid), QuantumPPORLModule)
+        assert algo.get_module(mid).observation_space.shape == (4,)
+    assert result["learners"]["p0"]["num_module_steps_trained"] > 0  # agents 0 and 2
+    assert "num_module_steps_trained" not in result["learners"].get("p1", {})  # not trained: its weights stay
+    after = {mid: algo.get_module(mid).get_state() for mid in ("p0", "p1")}
+    assert all(np.array_equal(before["p1"][k], after["p1"][k]) for k in before["p1"])
+    assert not all(np.array_equal(before["p0"][k], after["p0"][k]) for k in before["p0"])
+
+
+def test_swap_on_a_pettingzoo_env_whose_agents_die_mid_episode(build_algo):
+    """PettingZoo's knights_archers_zombies through RLlib's ParallelPettingZooEnv: agents leave the
+    episode when killed, observations are a (27, 5) table of entities (a 2-D Box that is not an
+    image: flattened), two policies by agent type."""
+    from pettingzoo.butterfly import knights_archers_zombies_v11
+    from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+    from ray.tune.registry import register_env
+
+    register_env("rllib_quantum_test/kaz", lambda cfg: ParallelPettingZooEnv(knights_archers_zombies_v11.parallel_env(max_cycles=50)))
+    config = (
+        PPOConfig()
+        .environment("rllib_quantum_test/kaz")
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies={"archer", "knight"},
+                     policy_mapping_fn=lambda aid, *args, **kwargs: "archer" if aid.startswith("archer") else "knight")
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    swapped = with_quantum_policies(config, circuit={"n_qubits": 5, "n_layers": 1})
+    result = build_algo(swapped).train()
+    for mid in ("archer", "knight"):
+        assert result["learners"][mid]["num_module_steps_trained"] > 0
+        assert np.isfinite(result["learners"][mid]["total_loss"])
+
+
 class _TextObs(gym.Env):
     observation_space = gym.spaces.Text(5)
     action_space = gym.spaces.Discrete(2)
