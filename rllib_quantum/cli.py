@@ -112,12 +112,16 @@ def _check_cpus_fit(exp, args) -> None:
     per_learner = learners.get("num_cpus_per_learner", "auto")
     per_learner = 1 if per_learner == "auto" else per_learner
     learner_cpus = 1 + (n_learners * per_learner if n_learners else 0)  # the algorithm's own process, + remote learners
-    need = learner_cpus + n_runners * per_runner
+    evaluation = exp.spec["evaluation"]
+    n_eval = evaluation.get("evaluation_num_env_runners", 0)
+    per_eval = (evaluation.get("evaluation_config") or {}).get("num_cpus_per_env_runner", per_runner)
+    need = learner_cpus + n_runners * per_runner + n_eval * per_eval
     if need > available + 1e-9:
         learner_text = "1 driver/learner" if n_learners == 0 else f"1 driver + {n_learners} learners x {per_learner:g} CPU"
+        eval_text = f" + {n_eval} evaluation env runners x {per_eval:g} CPU" if n_eval else ""
         raise ConfigError(
             "env_runners",
-            f"one trial needs {need:g} CPUs ({learner_text} + {n_runners} env runners x {per_runner:g} CPU), "
+            f"one trial needs {need:g} CPUs ({learner_text} + {n_runners} env runners x {per_runner:g} CPU{eval_text}), "
             f"more than {flag}: it would wait forever; lower env_runners.num_env_runners or "
             f"env_runners.num_cpus_per_env_runner (fractions are fine), or raise --num-cpus",
         )

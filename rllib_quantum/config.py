@@ -14,6 +14,7 @@ A config file is one experiment::
     env_runners: {num_env_runners: 1}
     learners: {num_learners: 0}
     fault_tolerance: {restart_failed_env_runners: true}
+    evaluation: {evaluation_interval: 10, evaluation_duration: 20, evaluation_config: {explore: false}}
     stop: {training_iteration: 20}
     seed: 0
 
@@ -54,6 +55,7 @@ TOP_LEVEL_KEYS = {
     "env_runners": "keyword arguments of AlgorithmConfig.env_runners()",
     "learners": "keyword arguments of AlgorithmConfig.learners()",
     "fault_tolerance": "keyword arguments of AlgorithmConfig.fault_tolerance() (env runner restarts)",
+    "evaluation": "keyword arguments of AlgorithmConfig.evaluation() (RLlib's periodic evaluation during training)",
     "stop": "Tune stop criteria, e.g. {training_iteration: 20}",
     "checkpoint": "{frequency: N, at_end: bool}",
     "seed": "int seed for RLlib (env runners and modules)",
@@ -61,6 +63,17 @@ TOP_LEVEL_KEYS = {
     "(StackedQuantumMultiRLModule); false: one call per module",
 }
 REQUIRED_KEYS = ("env", "strategy", "module")
+# The online keys of AlgorithmConfig.evaluation() (its offline-evaluation keys need offline data).
+EVALUATION_KEYS = (
+    "evaluation_interval",
+    "evaluation_duration",
+    "evaluation_duration_unit",
+    "evaluation_num_env_runners",
+    "evaluation_parallel_to_training",
+    "evaluation_sample_timeout_s",
+    "evaluation_force_reset_envs_before_iteration",
+    "evaluation_config",
+)
 CHECKPOINT_KEYS = ("frequency", "at_end")
 
 
@@ -221,6 +234,7 @@ def validate_spec(raw: Mapping[str, Any]) -> dict:
     spec["env_runners"] = _check_kwargs("env_runners", spec.get("env_runners"), AlgorithmConfig.env_runners)
     spec["learners"] = _check_kwargs("learners", spec.get("learners"), AlgorithmConfig.learners)
     spec["fault_tolerance"] = _check_kwargs("fault_tolerance", spec.get("fault_tolerance"), AlgorithmConfig.fault_tolerance)
+    spec["evaluation"] = _check_evaluation(spec.get("evaluation"), spec["env"], spec["env_config"])
     stop = spec.get("stop", {"training_iteration": 10})
     if not isinstance(stop, Mapping) or not stop:
         raise ConfigError("stop", f"must be a non-empty mapping of metric: value, e.g. {{training_iteration: 10}}, got {stop!r}")
@@ -249,6 +263,42 @@ def validate_spec(raw: Mapping[str, Any]) -> dict:
     return spec
 
 
+def _check_evaluation(given: Any, env: str, env_config: dict) -> dict:
+    """The ``evaluation`` section: :data:`EVALUATION_KEYS` with valid values; ``evaluation_config``
+    holds ``AlgorithmConfig`` settings for the evaluation runners only (``explore: false`` for greedy
+    actions; an ``env_config`` there is checked like the top-level one, merged over it)."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ConfigError("evaluation", f"must be a mapping of keyword arguments, got {given!r}")
+    unknown = sorted(set(given) - set(EVALUATION_KEYS))
+    if unknown:
+        raise ConfigError("evaluation", f"unknown key(s) {unknown}; allowed: {list(EVALUATION_KEYS)}")
+    check_section("evaluation", {k: v for k, v in given.items() if k != "evaluation_config"})
+    out = dict(given)
+    overrides = given.get("evaluation_config")
+    if overrides is None:
+        return out
+    if not isinstance(overrides, Mapping):
+        raise ConfigError("evaluation.evaluation_config", f"must be a mapping of AlgorithmConfig settings, e.g. {{explore: false}}, got {overrides!r}")
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    defaults = PPOConfig()
+    unknown = sorted(k for k in overrides if not isinstance(k, str) or k.startswith("_") or not hasattr(defaults, k))
+    if unknown:
+        raise ConfigError("evaluation.evaluation_config", f"unknown AlgorithmConfig setting(s) {unknown}, e.g. explore, env_config, num_envs_per_env_runner")
+    if "explore" in overrides and not isinstance(overrides["explore"], bool):
+        raise ConfigError("evaluation.evaluation_config.explore", f"must be true (sampled actions) or false (greedy), got {overrides['explore']!r}")
+    overrides = dict(overrides)
+    if "env_config" in overrides:
+        if not isinstance(overrides["env_config"], Mapping):
+            raise ConfigError("evaluation.evaluation_config.env_config", f"must be a mapping, got {overrides['env_config']!r}")
+        with reraise_under("evaluation.evaluation_config.env_config"):
+            overrides["env_config"] = ENV_VALIDATORS[env]({**env_config, **overrides["env_config"]})
+    out["evaluation_config"] = overrides
+    return out
+
+
 def _sections(spec: Mapping[str, Any]) -> dict:
     """The keys each RLlib section of ``spec`` may hold (for translating RLlib's errors)."""
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -259,6 +309,7 @@ def _sections(spec: Mapping[str, Any]) -> dict:
         "env_runners": _signature_keys(AlgorithmConfig.env_runners),
         "learners": _signature_keys(AlgorithmConfig.learners),
         "fault_tolerance": _signature_keys(AlgorithmConfig.fault_tolerance),
+        "evaluation": list(EVALUATION_KEYS),
     }
 
 
@@ -331,7 +382,8 @@ def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, An
     )
     sections = _sections(spec)
     for section, method in (("env_runners", config.env_runners), ("learners", config.learners),
-                            ("ppo", config.training), ("fault_tolerance", config.fault_tolerance)):
+                            ("ppo", config.training), ("fault_tolerance", config.fault_tolerance),
+                            ("evaluation", config.evaluation)):
         try:
             method(**spec[section])
         except (ValueError, TypeError) as err:

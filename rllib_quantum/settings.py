@@ -1,8 +1,8 @@
 """Checks of RLlib's own settings and of Tune stop criteria, on the driver, before Ray starts.
 
-An experiment's ``ppo``, ``env_runners``, ``learners`` and ``fault_tolerance`` sections are keyword
-arguments of RLlib's ``PPOConfig`` methods; ``stop`` is Tune's stop criteria. RLlib checks few of
-these values itself, and late (``ppo: {lr: fast}`` ends in a traceback from its scheduler check,
+An experiment's ``ppo``, ``env_runners``, ``learners``, ``fault_tolerance`` and ``evaluation``
+sections are keyword arguments of RLlib's ``PPOConfig`` methods; ``stop`` is Tune's stop criteria.
+RLlib checks few of these values itself, and late (``ppo: {lr: fast}`` ends in a traceback from its scheduler check,
 ``num_epochs: -1`` is accepted). Here every value is checked against:
 
 1. :data:`RULES`: the range of the keys whose wrong values RLlib would not catch or would catch
@@ -64,6 +64,11 @@ RULES: dict = {
     "fault_tolerance.num_consecutive_env_runner_failures_tolerance": ("int", 0, None, set()),
     "fault_tolerance.env_runner_health_probe_timeout_s": ("num", 0.0, None, {"low_open"}),
     "fault_tolerance.env_runner_restore_timeout_s": ("num", 0.0, None, {"low_open"}),
+    "evaluation.evaluation_interval": ("int", 1, None, {"none"}),
+    "evaluation.evaluation_duration": ("int", 1, None, {"auto"}),
+    "evaluation.evaluation_duration_unit": ("choice", None, None, ("episodes", "timesteps")),
+    "evaluation.evaluation_num_env_runners": ("int", 0, None, set()),
+    "evaluation.evaluation_sample_timeout_s": ("num", 0.0, None, {"low_open"}),
 }
 
 # Metrics a `stop` criterion may name. Budgets stop the run once they are reached; goals stop it

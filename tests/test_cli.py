@@ -81,6 +81,8 @@ def _cli(*args, cwd=ROOT):
         (["--num-cpus", "0"], "--num-cpus: must be >= 1, got 0"),
         (["--eval-episodes", "-1"], "--eval-episodes: must be >= 0, got -1"),
         (["--num-cpus", "1"], "env_runners: one trial needs 2 CPUs (1 driver/learner + 2 env runners x 0.5 CPU), more than --num-cpus 1"),
+        (["--num-cpus", "2", "--set", "evaluation={evaluation_num_env_runners: 2, evaluation_interval: 5}"],
+         "env_runners: one trial needs 3 CPUs (1 driver/learner + 2 env runners x 0.5 CPU + 2 evaluation env runners x 0.5 CPU)"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_ray_starts(args, message):

@@ -58,6 +58,21 @@ def test_evaluate_a_checkpoint_with_a_video(ray_session, storage, tmp_path, caps
     assert "--video: must end in one of ['.gif', '.mp4']" in capsys.readouterr().err
 
 
+def test_periodic_evaluation_from_the_yaml_reaches_tunes_results(ray_session, storage):
+    """An `evaluation` section (RLlib's AlgorithmConfig.evaluation()): greedy evaluation episodes
+    every iteration on the evaluation env runner, reported beside the training metrics."""
+    evaluation = "evaluation={evaluation_interval: 1, evaluation_duration: 2, evaluation_config: {explore: false}}"
+    exp = cli._load(cli._parser().parse_args(["train", FEATURES, "--stop-iters", "2", *TINY, "--set", evaluation]))
+    assert exp.algo_config.evaluation_interval == 1 and exp.algo_config.evaluation_config == {"explore": False}
+    cli.train(exp, storage=storage, address=None, num_cpus=None, api="tuner", eval_episodes=0)
+    progress = pd.read_csv(next(Path(storage).glob("*/*/progress.csv")))
+    assert len(progress) == 2
+    assert (progress["evaluation/env_runners/num_episodes"] == 2).all()
+    for agent in ("paddle_0", "paddle_1"):
+        returns = progress[f"evaluation/env_runners/agent_episode_returns_mean/{agent}"]
+        assert returns.notna().all() and (returns >= -10).all() and (returns <= 100).all()
+
+
 def test_evaluate_writes_mp4(ray_session, storage, tmp_path, capsys):
     pytest.importorskip("imageio_ffmpeg", reason="mp4 needs imageio-ffmpeg (in requirements-dev.txt)")
     exp = cli._load(cli._parser().parse_args(["train", FEATURES, "--stop-iters", "1", *TINY, "--set", "env_config.max_cycles=30"]))
