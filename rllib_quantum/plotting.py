@@ -46,8 +46,9 @@ def plot_learning_curves(
         final_evaluation: ``{agent: (mean, ci95)}`` of the final policies' evaluation episodes,
             drawn as error bars at the last step (single-run plots).
 
-    RLlib's greedy evaluation returns (``evaluation/...`` columns, present when the experiment
-    sets ``evaluation``) are drawn as markers on the same axes.
+    RLlib's periodic evaluation returns (``evaluation/...`` columns, present when the experiment
+    has an ``evaluation`` section; greedy with ``evaluation_config: {explore: false}``) are drawn
+    as markers on the same axes.
 
     Example (a trial folder's ``progress.csv``; here a two-row one written to a temp folder):
         >>> import shutil, tempfile, pandas as pd
@@ -81,7 +82,7 @@ def plot_learning_curves(
                 ax.plot(x, df[column], marker="o", markersize=3, label=name)
             evaluated = EVAL_RETURN_PREFIX + agent
             if evaluated in df and df[evaluated].notna().any():
-                ax.plot(x, df[evaluated], "D", markersize=5, label=f"{name}: greedy evaluation")
+                ax.plot(x, df[evaluated], "D", markersize=5, label=f"{name}: periodic evaluation")
     if final_evaluation:
         last_x = float(x.iloc[-1])
         for i, (agent, (mean, ci)) in enumerate(sorted(final_evaluation.items())):
