@@ -39,7 +39,7 @@ import yaml
 from rllib_quantum import safety
 from rllib_quantum.envs import ENV_VALIDATORS, env_spaces, reference_returns, register_envs
 from rllib_quantum.errors import ConfigError, reraise_under
-from rllib_quantum.settings import check_section, check_stop, translate_rllib_error
+from rllib_quantum.settings import RULES, check_section, check_stop, check_value, translate_rllib_error
 from rllib_quantum.strategies import MODULE_KINDS, STRATEGIES, StrategyPlan, multi_module_spec, plan_strategy
 
 TOP_LEVEL_KEYS = {
@@ -287,8 +287,15 @@ def _check_evaluation(given: Any, env: str, env_config: dict) -> dict:
     unknown = sorted(k for k in overrides if not isinstance(k, str) or k.startswith("_") or not hasattr(defaults, k))
     if unknown:
         raise ConfigError("evaluation.evaluation_config", f"unknown AlgorithmConfig setting(s) {unknown}, e.g. explore, env_config, num_envs_per_env_runner")
-    if "explore" in overrides and not isinstance(overrides["explore"], bool):
-        raise ConfigError("evaluation.evaluation_config.explore", f"must be true (sampled actions) or false (greedy), got {overrides['explore']!r}")
+    for key, value in overrides.items():  # the rules of the section the key belongs to, else RLlib's default's type
+        rule = next((f"{section}.{key}" for section in ("env_runners", "ppo", "learners") if f"{section}.{key}" in RULES), None)
+        try:
+            if rule:
+                check_value(rule, value)
+            else:
+                check_section("evaluation_config", {key: value}, defaults)
+        except ConfigError as err:
+            raise ConfigError(f"evaluation.evaluation_config.{key}", err.problem) from None
     overrides = dict(overrides)
     if "env_config" in overrides:
         if not isinstance(overrides["env_config"], Mapping):

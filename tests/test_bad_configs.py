@@ -80,7 +80,8 @@ BAD_OVERRIDES = [
     ({"evaluation.offline_evaluation_interval": 5}, "evaluation", "unknown key(s) ['offline_evaluation_interval']"),
     ({"evaluation.evaluation_config": [1]}, "evaluation.evaluation_config", "must be a mapping of AlgorithmConfig settings"),
     ({"evaluation.evaluation_config.greedy": True}, "evaluation.evaluation_config", "unknown AlgorithmConfig setting(s) ['greedy']"),
-    ({"evaluation.evaluation_config.explore": "no"}, "evaluation.evaluation_config.explore", "must be true"),
+    ({"evaluation.evaluation_config.explore": "no"}, "evaluation.evaluation_config.explore", "must be true or false"),
+    ({"evaluation.evaluation_config.num_envs_per_env_runner": 0}, "evaluation.evaluation_config.num_envs_per_env_runner", "must be an int >= 1"),
     ({"evaluation.evaluation_config.env_config.max_cycles": 0}, "evaluation.evaluation_config.env_config.max_cycles", "got 0"),
     ({"evaluation.evaluation_config.env_config.paddles": 3}, "evaluation.evaluation_config.env_config", "paddles"),
     # stop criteria
