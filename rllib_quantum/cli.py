@@ -272,7 +272,8 @@ def train(
         res = tuner.fit()[0]
         if res.error:
             raise _failed(res.error, res.path)
-        result, path, df, checkpoint = res.metrics, Path(res.path), res.metrics_dataframe, res.checkpoint
+        result, path, checkpoint = res.metrics, Path(res.path), res.checkpoint
+        df = read_progress(path)  # every metric (Tune's metrics_dataframe lacks those that start later)
     train_s = time.time() - start
     levels = reference_returns(exp.plan.env, exp.spec["env_config"])
     runners = result.get("env_runners", {})
@@ -285,6 +286,7 @@ def train(
         "train_time_s": round(train_s, 1),
         "logs": str(path),
         "evaluation": None,
+        "periodic_evaluation": _last_periodic_evaluation(df),
     }
     if eval_episodes and checkpoint is not None:
         from rllib_quantum.evaluation import evaluate_modules, load_modules
@@ -302,6 +304,19 @@ def train(
     return summary
 
 
+def _last_periodic_evaluation(df) -> Optional[dict]:
+    """The last evaluation RLlib ran during training (the YAML's ``evaluation`` section), or None."""
+    from rllib_quantum.plotting import EVAL_RETURN_PREFIX, evaluation_rows
+
+    rows = evaluation_rows(df)
+    if not len(rows):
+        return None
+    last = df.loc[rows[-1]]
+    returns = {c[len(EVAL_RETURN_PREFIX):]: round(float(last[c]), 2) for c in df.columns if c.startswith(EVAL_RETURN_PREFIX)}
+    return {"iteration": int(last["training_iteration"]), "episodes": int(last["evaluation/env_runners/num_episodes"]),
+            "returns": dict(sorted(returns.items()))}
+
+
 def summary_line(name: str, summary: dict, levels: dict) -> str:
     """The one-line ``SUMMARY`` of a training run: how far it got, next to the reference levels."""
     def per_agent(values):
@@ -312,6 +327,10 @@ def summary_line(name: str, summary: dict, levels: dict) -> str:
         f"training {summary['train_time_s']:.0f} s",
         f"training return per agent, mean of the last 10 iterations: {per_agent(summary['last10_return_per_agent'])}",
     ]
+    periodic = summary.get("periodic_evaluation")
+    if periodic:
+        parts.append(f"last periodic evaluation (iteration {periodic['iteration']}, {periodic['episodes']} episodes): "
+                     f"{per_agent(periodic['returns'])}")
     if summary["evaluation"]:
         evaluation = ", ".join(f"{a} {v['mean']:.1f} +- {v['ci95']:.1f}" for a, v in summary["evaluation"].items())
         parts.append(f"greedy evaluation: {evaluation}")

@@ -1,4 +1,4 @@
-"""Learning curves from Tune's ``progress.csv``: per-agent mean episode return vs env steps."""
+"""Learning curves from a Tune trial's results: per-agent mean episode return vs env steps."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ STEPS = "env_runners/num_env_steps_sampled_lifetime"
 AGENT_RETURN_PREFIX = "env_runners/agent_episode_returns_mean/"
 EPISODE_RETURN = "env_runners/episode_return_mean"
 EVAL_RETURN_PREFIX = "evaluation/env_runners/agent_episode_returns_mean/"
+EVAL_INTERVAL = "config/evaluation_interval"  # in a trial's result.json rows
 
 
 def agent_return_columns(columns: Sequence[str]) -> Dict[str, str]:
@@ -17,13 +18,38 @@ def agent_return_columns(columns: Sequence[str]) -> Dict[str, str]:
 
 
 def read_progress(path: Union[str, Path]):
-    """Tune's ``progress.csv`` of a trial folder (or the file itself) as a pandas DataFrame."""
+    """A trial's results as a pandas DataFrame, one row per iteration, columns ``a/b/c``.
+
+    From a trial folder, its ``result.json`` (every metric of every iteration); Tune's
+    ``progress.csv`` keeps only the columns of the first iteration, so metrics that first appear
+    later (periodic evaluation from iteration N on) are missing there. A ``.csv`` path, or a folder
+    without ``result.json``, is read as ``progress.csv``.
+    """
+    import json
+
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir() and (path / "result.json").is_file():
+        rows = [json.loads(line) for line in (path / "result.json").read_text().splitlines() if line.strip()]
+        return pd.json_normalize(rows, sep="/")
     if path.is_dir():
         path = path / "progress.csv"
     return pd.read_csv(path)
+
+
+def evaluation_rows(df):
+    """The rows of ``df`` (:func:`read_progress` of a trial) in which RLlib ran a periodic
+    evaluation: every ``evaluation_interval``-th iteration. RLlib repeats an evaluation's metrics
+    in the following iteration's result, so the evaluation columns alone do not tell."""
+    import pandas as pd
+
+    if EVAL_INTERVAL not in df or "training_iteration" not in df:
+        return df.index[:0]
+    interval = pd.to_numeric(df[EVAL_INTERVAL], errors="coerce")
+    evaluated = df[[c for c in df.columns if c.startswith(EVAL_RETURN_PREFIX)]].notna().any(axis=1)
+    due = (interval > 0) & (df["training_iteration"] % interval.where(interval > 0, 1) == 0)
+    return df.index[due & evaluated]
 
 
 def plot_learning_curves(
@@ -69,7 +95,7 @@ def plot_learning_curves(
     for label, run in runs.items():
         df = run if hasattr(run, "columns") else read_progress(run)
         x = df[STEPS] if STEPS in df else df["training_iteration"]
-        agents = agent_return_columns(df.columns)
+        agents, evaluated_rows = agent_return_columns(df.columns), evaluation_rows(df)
         if not agents and EPISODE_RETURN in df:
             agents = {"all agents": EPISODE_RETURN}
         for agent, column in sorted(agents.items()):
@@ -81,8 +107,8 @@ def plot_learning_curves(
             else:
                 ax.plot(x, df[column], marker="o", markersize=3, label=name)
             evaluated = EVAL_RETURN_PREFIX + agent
-            if evaluated in df and df[evaluated].notna().any():
-                ax.plot(x, df[evaluated], "D", markersize=5, label=f"{name}: periodic evaluation")
+            if evaluated in df and len(evaluated_rows):
+                ax.plot(x[evaluated_rows], df[evaluated][evaluated_rows], "D", markersize=5, label=f"{name}: periodic evaluation")
     if final_evaluation:
         last_x = float(x.iloc[-1])
         for i, (agent, (mean, ci)) in enumerate(sorted(final_evaluation.items())):

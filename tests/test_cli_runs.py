@@ -58,19 +58,26 @@ def test_evaluate_a_checkpoint_with_a_video(ray_session, storage, tmp_path, caps
     assert "--video: must end in one of ['.gif', '.mp4']" in capsys.readouterr().err
 
 
-def test_periodic_evaluation_from_the_yaml_reaches_tunes_results(ray_session, storage):
+def test_periodic_evaluation_from_the_yaml_reaches_the_results_the_curve_and_the_summary(ray_session, storage, capsys):
     """An `evaluation` section (RLlib's AlgorithmConfig.evaluation()): greedy evaluation episodes
-    every iteration on the evaluation env runner, reported beside the training metrics."""
-    evaluation = "evaluation={evaluation_interval: 1, evaluation_duration: 2, evaluation_config: {explore: false}}"
-    exp = cli._load(cli._parser().parse_args(["train", FEATURES, "--stop-iters", "2", *TINY, "--set", evaluation]))
-    assert exp.algo_config.evaluation_interval == 1 and exp.algo_config.evaluation_config == {"explore": False}
-    cli.train(exp, storage=storage, address=None, num_cpus=None, api="tuner", eval_episodes=0)
-    progress = pd.read_csv(next(Path(storage).glob("*/*/progress.csv")))
-    assert len(progress) == 2
-    assert (progress["evaluation/env_runners/num_episodes"] == 2).all()
+    every 2nd iteration on the evaluation env runner. Its metrics first appear in iteration 2, so
+    Tune's progress.csv (columns fixed by iteration 1) lacks them; the CLI reads result.json."""
+    from rllib_quantum.plotting import evaluation_rows, read_progress
+
+    evaluation = "evaluation={evaluation_interval: 2, evaluation_duration: 2, evaluation_config: {explore: false}}"
+    exp = cli._load(cli._parser().parse_args(["train", FEATURES, "--stop-iters", "4", *TINY, "--set", evaluation]))
+    assert exp.algo_config.evaluation_interval == 2 and exp.algo_config.evaluation_config == {"explore": False}
+    summary = cli.train(exp, storage=storage, address=None, num_cpus=None, api="tuner", eval_episodes=0)
+    trial = next(Path(storage).glob("*/*/result.json")).parent
+    assert not any(c.startswith("evaluation/") for c in pd.read_csv(trial / "progress.csv").columns)
+    df = read_progress(trial)
+    assert list(df["training_iteration"]) == [1, 2, 3, 4]
+    assert list(df["training_iteration"][evaluation_rows(df)]) == [2, 4]  # not the repeat RLlib attaches to 3
     for agent in ("paddle_0", "paddle_1"):
-        returns = progress[f"evaluation/env_runners/agent_episode_returns_mean/{agent}"]
-        assert returns.notna().all() and (returns >= -10).all() and (returns <= 100).all()
+        returns = df[f"evaluation/env_runners/agent_episode_returns_mean/{agent}"][evaluation_rows(df)]
+        assert ((returns >= -10) & (returns <= 100)).all()
+    assert summary["periodic_evaluation"]["iteration"] == 4 and summary["periodic_evaluation"]["episodes"] == 2
+    assert "last periodic evaluation (iteration 4, 2 episodes): paddle_0 " in capsys.readouterr().out
 
 
 def test_evaluate_writes_mp4(ray_session, storage, tmp_path, capsys):
