@@ -22,7 +22,10 @@ PNG per variant (per-seed curves, smoothed, with the random and ceiling levels).
     python benchmarks/learning.py --variants classical --set "ppo.lr=[[0, 0.0025], [500000, 0.00025]]"
 
 ``--set key=value`` (as ``rllib-quantum train --set``, values parsed as YAML) changes every variant's
-config the same way: a probe of one setting over several seeds without editing the configs.
+config the same way: a probe of one setting over several seeds without editing the configs. With
+``--set strategy=shared`` (or ``joint``, ``averaged``) the same settings run as another
+distribution strategy; the joint strategy's one agent gets both paddles' reward, so its returns
+are halved to per-paddle numbers.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import yaml
 from common import parse_args, start_ray
 
 ROOT = Path(__file__).resolve().parents[1]
-RETURN = "env_runners/agent_episode_returns_mean/paddle_0"  # the paddles' rewards are equal
+RETURN = "env_runners/agent_episode_returns_mean/"  # + the agent: paddle_0 (the paddles' rewards are equal)
 STEPS = "env_runners/num_env_steps_sampled_lifetime"
 GOAL = 90.0
 VARIANTS = {
@@ -73,7 +76,20 @@ def variant_config(name: str, args: Args):
     return base, {**overrides, **parse_overrides(args.set)}
 
 
-def run_variant(name: str, args: Args):
+def scored_agent(exp) -> tuple:
+    """The agent whose return is reported, and the factor to a per-paddle return: ``paddle_0`` (both
+    paddles get the same reward), or the joint strategy's one agent, whose reward is both paddles'."""
+    return ("joint", 0.5) if exp.plan.strategy == "joint" else ("paddle_0", 1.0)
+
+
+def per_paddle_frame(df, agent: str, per_paddle: float):
+    """``df`` with ``agent``'s return column as a per-paddle return (the curves' reference levels are per paddle)."""
+    if per_paddle == 1.0:
+        return df
+    return df.assign(**{RETURN + agent: df[RETURN + agent] * per_paddle})
+
+
+def run_variant(name: str, agent: str, args: Args):
     from rllib_quantum.search import Search
 
     base, overrides = variant_config(name, args)
@@ -81,7 +97,7 @@ def run_variant(name: str, args: Args):
     search = Search(
         name=f"learning-{name}", base=base,
         overrides={**overrides, **same_envs_in_one_process(base)},
-        search_space={"seed": {"grid": list(args.seeds)}}, metric=RETURN, mode="max", num_samples=1,
+        search_space={"seed": {"grid": list(args.seeds)}}, metric=RETURN + agent, mode="max", num_samples=1,
         max_iterations=iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
     )
     grid = search.tuner(str(ROOT / args.storage), verbose=0).fit()
@@ -96,8 +112,7 @@ def main() -> None:
     from rllib_quantum.errors import ConfigError
 
     try:  # a bad --set key or value fails here, naming it, before Ray starts
-        for name in args.variants:
-            build_experiment(*variant_config(name, args))
+        scored = {name: scored_agent(build_experiment(*variant_config(name, args))) for name in args.variants}
     except ConfigError as err:
         raise SystemExit(f"benchmarks/learning.py: error: {err}") from None
     start_ray()
@@ -112,21 +127,23 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     summary = {}
     for name in args.variants:
-        results = run_variant(name, args)
+        agent, per_paddle = scored[name]
+        results = run_variant(name, agent, args)
         rows = []
         for seed, result in sorted(results.items()):
             df = result.metrics_dataframe
-            train = df[RETURN].tail(10).mean()
+            train = df[RETURN + agent].tail(10).mean() * per_paddle
             evaluation = result.metrics[GREEDY_EVAL_PREFIX]
-            rows.append((train, evaluation["paddle_0_mean"]))
+            greedy, ci95 = evaluation[f"{agent}_mean"] * per_paddle, evaluation[f"{agent}_ci95"] * per_paddle
+            rows.append((train, greedy))
             print(
                 f"| {name} | {seed} | {int(df[STEPS].iloc[-1])} | {train:.1f} | "
-                f"{evaluation['paddle_0_mean']:.1f} +- {evaluation['paddle_0_ci95']:.1f} | {evaluation['episode_len_mean']:.0f} |",
+                f"{greedy:.1f} +- {ci95:.1f} | {evaluation['episode_len_mean']:.0f} |",
                 flush=True,
             )
         summary[name] = rows
         plot = plot_learning_curves(
-            {f"seed {s}": r.metrics_dataframe for s, r in sorted(results.items())},
+            {f"seed {s}": per_paddle_frame(r.metrics_dataframe, agent, per_paddle) for s, r in sorted(results.items())},
             ROOT / args.plots / f"learning_{name}.png", title=f"{name}: training return per paddle", smooth=10, levels=levels,
         )
         print(f"curves: {plot.relative_to(ROOT) if plot.is_relative_to(ROOT) else plot}")

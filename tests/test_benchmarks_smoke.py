@@ -47,6 +47,23 @@ def test_learning_smoke(sandbox):
     assert f"curves: {sandbox / 'plots' / 'learning_quantum.png'}" in out
 
 
+def test_learning_smoke_joint_strategy_reports_per_paddle_returns(sandbox):
+    """`--set strategy=joint`: one agent on the joint env whose reward is both paddles'; the rows
+    report it per paddle (halved)."""
+    out = run_script("benchmarks/learning.py", [
+        "--variants", "quantum", "--seeds", "0", "--iterations", "1", "--eval-episodes", "2",
+        # 128 envs x 25 steps: every env ends an episode of 20 steps (+100/20 per paddle per step)
+        "--set", "strategy=joint", "ppo.train_batch_size_per_learner=3200", "ppo.minibatch_size=3200", "ppo.num_epochs=1",
+        "env_config.max_cycles=20",
+        "--storage", str(sandbox / "runs"), "--plots", str(sandbox / "plots"),
+    ], sandbox, timeout=240)
+    [row] = re.findall(r"^\| quantum \| 0 \| (\d+) \| ([-0-9.]+) \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \| \d+ \|$", out, re.M)
+    # The ball needs more than 20 steps to reach a paddle from the centre, so every episode ends at
+    # max_cycles with 100 per paddle: the joint agent's own return is 200, halved here.
+    assert float(row[1]) == 100.0 and float(row[2]) == 100.0, row
+    assert (sandbox / "plots" / "learning_quantum.png").stat().st_size > 0
+
+
 def test_learning_refuses_a_bad_set_before_ray_starts():
     proc = subprocess.run(
         [sys.executable, "benchmarks/learning.py", "--variants", "quantum", "--set", "ppo.gamma=1.5"],
