@@ -85,17 +85,18 @@ def _signature_keys(*methods) -> list:
     return sorted(keys)
 
 
-def _check_kwargs(section: str, given: Any, *methods) -> dict:
-    """``given`` must be a mapping of keyword arguments of ``methods``, each of a valid value."""
+def _check_kwargs(section: str, given: Any, *methods, allowed: Optional[Iterable[str]] = None, unchecked: Iterable[str] = ()) -> dict:
+    """``given`` must be a mapping of keyword arguments of ``methods`` (or of the ``allowed`` ones),
+    each of a valid value (those in ``unchecked`` are left to the caller)."""
     if given is None:
         return {}
     if not isinstance(given, Mapping):
         raise ConfigError(section, f"must be a mapping of keyword arguments, got {given!r}")
-    allowed = _signature_keys(*methods)
+    allowed = list(allowed) if allowed is not None else _signature_keys(*methods)
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ConfigError(section, f"unknown key(s) {unknown}; allowed: {allowed}")
-    check_section(section, given)
+    check_section(section, {k: v for k, v in given.items() if k not in unchecked})
     return dict(given)
 
 
@@ -267,16 +268,8 @@ def _check_evaluation(given: Any, env: str, env_config: dict) -> dict:
     """The ``evaluation`` section: :data:`EVALUATION_KEYS` with valid values; ``evaluation_config``
     holds ``AlgorithmConfig`` settings for the evaluation runners only (``explore: false`` for greedy
     actions; an ``env_config`` there is checked like the top-level one, merged over it)."""
-    if given is None:
-        return {}
-    if not isinstance(given, Mapping):
-        raise ConfigError("evaluation", f"must be a mapping of keyword arguments, got {given!r}")
-    unknown = sorted(set(given) - set(EVALUATION_KEYS))
-    if unknown:
-        raise ConfigError("evaluation", f"unknown key(s) {unknown}; allowed: {list(EVALUATION_KEYS)}")
-    check_section("evaluation", {k: v for k, v in given.items() if k != "evaluation_config"})
-    out = dict(given)
-    overrides = given.get("evaluation_config")
+    out = _check_kwargs("evaluation", given, allowed=EVALUATION_KEYS, unchecked=("evaluation_config",))
+    overrides = out.get("evaluation_config")
     if overrides is None:
         return out
     if not isinstance(overrides, Mapping):
@@ -284,7 +277,7 @@ def _check_evaluation(given: Any, env: str, env_config: dict) -> dict:
     from ray.rllib.algorithms.ppo import PPOConfig
 
     defaults = PPOConfig()
-    unknown = sorted(k for k in overrides if not isinstance(k, str) or k.startswith("_") or not hasattr(defaults, k))
+    unknown = sorted(str(k) for k in overrides if not isinstance(k, str) or k.startswith("_") or not hasattr(defaults, k))
     if unknown:
         raise ConfigError("evaluation.evaluation_config", f"unknown AlgorithmConfig setting(s) {unknown}, e.g. explore, env_config, num_envs_per_env_runner")
     for key, value in overrides.items():  # the rules of the section the key belongs to, else RLlib's default's type
