@@ -38,9 +38,9 @@ from pathlib import Path
 import yaml
 from common import parse_args, start_ray
 
+from rllib_quantum.plotting import AGENT_RETURN_PREFIX, STEPS
+
 ROOT = Path(__file__).resolve().parents[1]
-RETURN = "env_runners/agent_episode_returns_mean/"  # + the agent: paddle_0 (the paddles' rewards are equal)
-STEPS = "env_runners/num_env_steps_sampled_lifetime"
 GOAL = 90.0
 VARIANTS = {
     "quantum": ("quantum_independent_pong_features", {}),
@@ -86,7 +86,7 @@ def per_paddle_frame(df, agent: str, per_paddle: float):
     """``df`` with ``agent``'s return column as a per-paddle return (the curves' reference levels are per paddle)."""
     if per_paddle == 1.0:
         return df
-    return df.assign(**{RETURN + agent: df[RETURN + agent] * per_paddle})
+    return df.assign(**{AGENT_RETURN_PREFIX + agent: df[AGENT_RETURN_PREFIX + agent] * per_paddle})
 
 
 def run_variant(name: str, agent: str, args: Args):
@@ -97,7 +97,7 @@ def run_variant(name: str, agent: str, args: Args):
     search = Search(
         name=f"learning-{name}", base=base,
         overrides={**overrides, **same_envs_in_one_process(base)},
-        search_space={"seed": {"grid": list(args.seeds)}}, metric=RETURN + agent, mode="max", num_samples=1,
+        search_space={"seed": {"grid": list(args.seeds)}}, metric=AGENT_RETURN_PREFIX + agent, mode="max", num_samples=1,
         max_iterations=iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
     )
     grid = search.tuner(str(ROOT / args.storage), verbose=0).fit()
@@ -132,7 +132,7 @@ def main() -> None:
         rows = []
         for seed, result in sorted(results.items()):
             df = result.metrics_dataframe
-            train = df[RETURN + agent].tail(10).mean() * per_paddle
+            train = df[AGENT_RETURN_PREFIX + agent].tail(10).mean() * per_paddle
             evaluation = result.metrics[GREEDY_EVAL_PREFIX]
             greedy, ci95 = evaluation[f"{agent}_mean"] * per_paddle, evaluation[f"{agent}_ci95"] * per_paddle
             rows.append((train, greedy))
