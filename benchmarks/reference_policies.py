@@ -25,6 +25,7 @@ import numpy as np
 from common import parse_args
 from policy_anatomy import intercept_action, steps_to_paddle
 
+from rllib_quantum.envs import scripted_tracker_action
 
 WHERES = ("everywhere", "deciding", "elsewhere")  # where the noise lands (the deciding window: see play)
 
@@ -39,8 +40,6 @@ class Args:
 
 
 def tracker(obs, agent):
-    from rllib_quantum.envs import scripted_tracker_action
-
     return scripted_tracker_action(obs)
 
 
