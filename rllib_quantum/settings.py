@@ -2,8 +2,8 @@
 
 An experiment's ``ppo``, ``env_runners``, ``learners``, ``fault_tolerance`` and ``evaluation``
 sections are keyword arguments of RLlib's ``PPOConfig`` methods; ``stop`` is Tune's stop criteria.
-RLlib checks few of these values itself, and late (``ppo: {lr: fast}`` ends in a traceback from its scheduler check,
-``num_epochs: -1`` is accepted). Here every value is checked against:
+RLlib checks few of these values itself, and late (``ppo: {lr: fast}`` ends in a traceback from its
+scheduler check, ``num_epochs: -1`` is accepted). Here every value is checked against:
 
 1. :data:`RULES`: the range of the keys whose wrong values RLlib would not catch or would catch
    inside a worker (types, bounds, choices, schedules);
