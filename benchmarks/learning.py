@@ -49,9 +49,11 @@ VARIANTS = {
 }
 
 
-def same_envs_in_one_process(base: dict) -> dict:
-    """Overrides that sample all of a config's envs (runners x envs per runner) on the local runner."""
-    runners = base["env_runners"]
+def same_envs_in_one_process(config: dict) -> dict:
+    """Overrides that sample all of a config's envs (runners x envs per runner) on the local runner.
+    ``config`` is the variant's config with its overrides applied, so that ``--set env_runners...``
+    changes the envs sampled rather than being replaced here."""
+    runners = config["env_runners"]
     envs = max(1, runners.get("num_env_runners", 2)) * runners.get("num_envs_per_env_runner", 1)
     return {"env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": envs}
 
@@ -90,13 +92,14 @@ def per_paddle_frame(df, agent: str, per_paddle: float):
 
 
 def run_variant(name: str, agent: str, args: Args):
+    from rllib_quantum.config import apply_overrides
     from rllib_quantum.search import Search
 
     base, overrides = variant_config(name, args)
     iterations = args.iterations or math.ceil(base["stop"][STEPS] / base["ppo"]["train_batch_size_per_learner"])
     search = Search(
         name=f"learning-{name}", base=base,
-        overrides={**overrides, **same_envs_in_one_process(base)},
+        overrides={**overrides, **same_envs_in_one_process(apply_overrides(base, overrides))},
         search_space={"seed": {"grid": list(args.seeds)}}, metric=AGENT_RETURN_PREFIX + agent, mode="max", num_samples=1,
         max_iterations=iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
     )

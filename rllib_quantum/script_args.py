@@ -2,7 +2,7 @@
 
 Every field ``some_name: T = default`` becomes ``--some-name VALUE``; ``bool`` fields become
 ``--flag`` / ``--no-flag``; ``tuple``/``list`` fields take one or more values
-(``--modules paddle_0 paddle_1``); ``Optional[T]`` fields also accept ``none``. A ``# comment``
+(``--modules paddle_0 paddle_1``), and a repeated flag adds to them (``--set a=1 --set b=2``); ``Optional[T]`` fields also accept ``none``. A ``# comment``
 after a field in the script's source becomes its ``--help`` text. The examples use it so that
 the same script runs at full size by default and tiny in CI:
 
@@ -18,6 +18,8 @@ Example:
     ...     greedy: bool = False
     >>> parse_args(Args, ["--iterations", "1", "--modules", "paddle_0", "--greedy"])
     Args(iterations=1, lr=0.01, modules=('paddle_0',), greedy=True)
+    >>> parse_args(Args, ["--modules", "paddle_0", "--modules", "paddle_1"]).modules
+    ('paddle_0', 'paddle_1')
     >>> parse_args(Args, [])
     Args(iterations=20, lr=0.01, modules=('paddle_0', 'paddle_1'), greedy=False)
 """
@@ -66,6 +68,14 @@ def _scalar(tp: Any, optional: bool):
     return parse
 
 
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
 def build_parser(cls: type, description: Optional[str] = None) -> argparse.ArgumentParser:
     """The ``argparse.ArgumentParser`` with one flag per field of the dataclass ``cls``."""
     if not dataclasses.is_dataclass(cls):
@@ -74,12 +84,7 @@ def build_parser(cls: type, description: Optional[str] = None) -> argparse.Argum
     comments = _field_comments(cls)
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for field in dataclasses.fields(cls):
-        if field.default is not dataclasses.MISSING:
-            default = field.default
-        elif field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
-        else:
-            default = None
+        default = _default(field)
         flag = "--" + field.name.replace("_", "-")
         tp, optional = _unwrap_optional(hints.get(field.name, type(default)))
         note = comments.get(field.name)
@@ -92,7 +97,9 @@ def build_parser(cls: type, description: Optional[str] = None) -> argparse.Argum
         elif origin in (tuple, list):
             item_types = [a for a in typing.get_args(tp) if a is not Ellipsis]
             item = item_types[0] if item_types else (type(default[0]) if default else str)
-            kwargs.update(nargs="+", type=_scalar(item, False), metavar=field.name.upper())
+            # "extend": a repeated flag adds its values (``--set a=1 --set b=2`` keeps both) instead
+            # of the last one silently winning; the dataclass default applies when the flag is absent.
+            kwargs.update(action="extend", nargs="+", type=_scalar(item, False), metavar=field.name.upper(), default=None)
         else:
             kwargs["type"] = _scalar(tp, optional)
         parser.add_argument(flag, **kwargs)
@@ -113,6 +120,8 @@ def parse_args(cls: Type[T], argv: Optional[Sequence[str]] = None, description: 
     out: Dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         value = values[field.name]
+        if value is None and isinstance(_default(field), (tuple, list)):  # a list flag not given:
+            value = _default(field)  # its argparse default is None (build_parser's "extend")
         origin = typing.get_origin(_unwrap_optional(hints.get(field.name, object))[0])
         if isinstance(value, list) and (origin is tuple or hints.get(field.name) is tuple or isinstance(field.default, tuple)):
             value = tuple(value)

@@ -120,6 +120,8 @@ def test_flags_from_args_dataclass(capsys):
     got = parse_args(Args, ["--iterations", "1", "--lr", "1e-3", "--set", "ppo.lr=0.1", "env_config.max_cycles=100",
                             "--no-render", "--address", "none"])
     assert got == Args(iterations=1, lr=1e-3, set=("ppo.lr=0.1", "env_config.max_cycles=100"), render=False, address=None)
+    # a repeated list flag adds its values (the last one used to win silently, dropping the others)
+    assert parse_args(Args, ["--set", "a=1", "--set", "b=2", "c=3"]).set == ("a=1", "b=2", "c=3")
     for bad in (["--iterations", "many"], ["--unknown", "1"]):
         with pytest.raises(SystemExit) as err:
             parse_args(Args, bad)
