@@ -16,10 +16,14 @@ Variants:
 Prints per variant and seed: the training return per paddle (RLlib's smoothed mean, averaged over
 the last 10 iterations), the greedy evaluation mean +- 95 % CI and episode length, then a summary
 with how many seeds reach the goal (>= 90 per paddle on both measures). Writes one learning-curve
-PNG per variant (per-seed curves, smoothed, with the random and ceiling levels).
+PNG per variant (per-seed curves, smoothed, with the random and ceiling levels) and, for several
+variants, ``learning_comparison.png`` (each variant's mean curve over its seeds, their range
+shaded). ``--curves-from`` redraws that figure from earlier runs' ``--storage`` folders, seeds of
+the same variant from several folders together, without training.
 
     python benchmarks/learning.py [--variants quantum classical quantum-frozen] [--seeds 0 1 2 3 4]
     python benchmarks/learning.py --variants classical --set "ppo.lr=[[0, 0.0025], [500000, 0.00025]]"
+    python benchmarks/learning.py --curves-from results/learning results/learning-seeds-5-9
 
 ``--set key=value`` (as ``rllib-quantum train --set``, values parsed as YAML) changes every variant's
 config the same way: a probe of one setting over several seeds without editing the configs. With
@@ -42,6 +46,7 @@ from rllib_quantum.plotting import AGENT_RETURN_PREFIX, STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 90.0
+PER_PADDLE = "training return per paddle"
 VARIANTS = {
     "quantum": ("quantum_independent_pong_features", {}),
     "classical": ("classical_independent_pong_features", {}),
@@ -67,6 +72,7 @@ class Args:
     storage: str = "results/learning"
     plots: str = "docs/img"
     set: tuple = ()  # "key=value" overrides for every variant's config (as rllib-quantum train --set)
+    curves_from: tuple = ()  # storage folders of earlier runs: only redraw the variants' mean curves in one figure
 
 
 def variant_config(name: str, args: Args):
@@ -89,6 +95,38 @@ def per_paddle_frame(df, agent: str, per_paddle: float):
     if per_paddle == 1.0:
         return df
     return df.assign(**{AGENT_RETURN_PREFIX + agent: df[AGENT_RETURN_PREFIX + agent] * per_paddle})
+
+
+def per_paddle_return(df):
+    """``df``'s steps and its per-paddle training return (``paddle_0``'s, or the joint agent's halved)."""
+    import pandas as pd
+
+    agent, factor = ("paddle_0", 1.0) if AGENT_RETURN_PREFIX + "paddle_0" in df else ("joint", 0.5)
+    return pd.DataFrame({STEPS: df[STEPS], PER_PADDLE: df[AGENT_RETURN_PREFIX + agent] * factor})
+
+
+def stored_runs(folders) -> dict:
+    """``{variant: [trial folder, ...]}`` from storage folders of earlier runs (their ``learning-<variant>``
+    experiments), seeds of the same variant from several folders together."""
+    groups = {}
+    for folder in map(Path, folders):
+        experiments = sorted(folder.glob("learning-*"))
+        if not experiments:
+            raise SystemExit(f"benchmarks/learning.py: error: --curves-from {folder}: no learning-<variant> folder in it")
+        for experiment in experiments:
+            trials = [t for t in sorted(experiment.iterdir()) if (t / "result.json").is_file() or (t / "progress.csv").is_file()]
+            groups.setdefault(experiment.name[len("learning-"):], []).extend(trials)
+    return groups
+
+
+def plot_comparison(groups: dict, levels: dict, out: Path) -> Path:
+    """One figure: each variant's mean training-return curve over its seeds, their range shaded."""
+    from rllib_quantum.plotting import plot_mean_curves, read_progress
+
+    frames = {name: [per_paddle_return(run if hasattr(run, "columns") else read_progress(run)) for run in runs]
+              for name, runs in groups.items()}
+    return plot_mean_curves(frames, out, column=PER_PADDLE, title="training return per paddle, mean over seeds",
+                            smooth=10, levels=levels)
 
 
 def run_variant(name: str, agent: str, args: Args):
@@ -118,12 +156,21 @@ def main() -> None:
         scored = {name: scored_agent(build_experiment(*variant_config(name, args))) for name in args.variants}
     except ConfigError as err:
         raise SystemExit(f"benchmarks/learning.py: error: {err}") from None
-    start_ray()
     from rllib_quantum.envs import COOPERATIVE_PONG, reference_returns
+
+    levels = reference_returns(COOPERATIVE_PONG, {"obs": "features"})
+    comparison = ROOT / args.plots / "learning_comparison.png"
+    if args.curves_from:
+        groups = stored_runs(args.curves_from)
+        for name, runs in groups.items():
+            print(f"{name}: {len(runs)} runs")
+        print(f"curves: {plot_comparison(groups, levels, comparison)}")
+        return
+    start_ray()
     from rllib_quantum.plotting import plot_learning_curves
     from rllib_quantum.search import GREEDY_EVAL_PREFIX
 
-    levels = reference_returns(COOPERATIVE_PONG, {"obs": "features"})
+    frames = {}
     if args.set:
         print(f"every variant with --set {' '.join(args.set)}")
     print("| variant | seed | env steps | training return, last 10 iterations | greedy evaluation (mean +- 95% CI) | eval episode length |")
@@ -145,6 +192,7 @@ def main() -> None:
                 flush=True,
             )
         summary[name] = rows
+        frames[name] = [r.metrics_dataframe for _, r in sorted(results.items())]
         plot = plot_learning_curves(
             {f"seed {s}": per_paddle_frame(r.metrics_dataframe, agent, per_paddle) for s, r in sorted(results.items())},
             ROOT / args.plots / f"learning_{name}.png", title=f"{name}: training return per paddle", smooth=10, levels=levels,
@@ -158,6 +206,8 @@ def main() -> None:
             f"| {name} | {len(rows)} | {statistics.fmean(r[0] for r in rows):.1f} | "
             f"{statistics.fmean(r[1] for r in rows):.1f} | {reached} of {len(rows)} |"
         )
+    if len(frames) > 1:
+        print(f"curves of all variants: {plot_comparison(frames, levels, comparison)}")
     print(f"\nreference per paddle: {levels}")
 
 

@@ -15,7 +15,7 @@ Public API (documented in README.md):
 - averaging: :class:`ParameterAveragingCallback`, :func:`averaging_callback`
 - swap-in: :func:`with_quantum_policies`
 - search: :func:`load_search`
-- plots: :func:`plot_learning_curves`
+- plots: :func:`plot_learning_curves` (every run), :func:`plot_mean_curves` (one mean per group of runs)
 - errors: :class:`ConfigError` (every bad-input error; ``.key`` is the dotted key path)
 """
 
@@ -41,7 +41,7 @@ from rllib_quantum.modules import (
     StackedQuantumMultiRLModule,
     validate_model_config,
 )
-from rllib_quantum.plotting import plot_learning_curves
+from rllib_quantum.plotting import plot_learning_curves, plot_mean_curves
 from rllib_quantum.search import load_search
 from rllib_quantum.strategies import STRATEGIES, module_spec, plan_strategy
 from rllib_quantum.swap import with_quantum_policies
@@ -77,6 +77,7 @@ __all__ = [
     "module_spec",
     "plan_strategy",
     "plot_learning_curves",
+    "plot_mean_curves",
     "register_envs",
     "stacked_forward",
     "validate_model_config",

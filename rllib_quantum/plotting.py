@@ -52,6 +52,99 @@ def evaluation_rows(df):
     return df.index[due & evaluated]
 
 
+def _finish(fig, ax, out, title, levels, ylabel: str, legend_loc: str) -> Path:
+    """Reference levels, labels, legend and title; writes the PNG to ``out`` and closes ``fig``."""
+    import matplotlib.pyplot as plt
+
+    for i, (name, value) in enumerate(sorted((levels or {}).items(), key=lambda kv: kv[1])):
+        ax.axhline(value, color="grey", linestyle=":" if i == 0 else "--", linewidth=1)
+        ax.annotate(f"{name} ({value:g})", (0.01, value), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
+    ax.set_xlabel("env steps sampled")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc=legend_loc)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def curves_on_grid(runs: Sequence[object], column: str, smooth: int = 10, points: int = 100, label: str = "runs"):
+    """``(grid, stack)``: each run's ``column`` against env steps, smoothed by a rolling mean over
+    ``smooth`` iterations (iterations without a value skipped), interpolated onto ``points`` env-step
+    values from 0 to the shortest run's last step; ``stack`` has one row per run that has a value
+    (a run too short to finish an episode has none), none if no run has."""
+    import numpy as np
+
+    curves = []
+    for run in runs:
+        df = run if hasattr(run, "columns") else read_progress(run)
+        if column not in df or STEPS not in df:
+            raise ValueError(f"{label}: a run lacks column {column!r} or {STEPS!r}; it has {sorted(df.columns)[:10]}...")
+        y = df[column].rolling(smooth, min_periods=1).mean() if smooth > 1 else df[column]
+        keep = y.notna()
+        if keep.any():
+            curves.append((df[STEPS][keep].to_numpy(float), y[keep].to_numpy(float)))
+    grid = np.linspace(0.0, min((x[-1] for x, _ in curves), default=0.0), points)
+    return grid, np.array([np.interp(grid, x, y) for x, y in curves]).reshape(len(curves), points)
+
+
+def plot_mean_curves(
+    groups: Mapping[str, Sequence[object]],
+    out: Union[str, Path],
+    column: str,
+    title: Optional[str] = None,
+    smooth: int = 10,
+    levels: Optional[Mapping[str, float]] = None,
+    points: int = 100,
+) -> Path:
+    """Plots one mean curve per group of runs (e.g. one variant over several seeds), with the
+    runs' range shaded: the picture for comparing variants, where :func:`plot_learning_curves`
+    draws every run.
+
+    Args:
+        groups: ``{label: [DataFrame or trial folder, ...]}``.
+        out: PNG path to write.
+        column: the metric drawn, e.g. ``AGENT_RETURN_PREFIX + "paddle_0"``.
+        title: figure title.
+        smooth: each run is first smoothed by a rolling mean over this many iterations (iterations
+            that finished no episode are skipped).
+        levels: reference returns drawn as horizontal lines, e.g. ``{"random play": -3.7}``.
+        points: each run is interpolated onto this many env-step values, from 0 to the shortest
+            run's last step in its group, before the mean, minimum and maximum are taken.
+
+    Example (two groups of two runs each):
+        >>> import shutil, tempfile, pandas as pd
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> run = lambda a, b: pd.DataFrame({STEPS: [0, 200, 400], "r": [0.0, a, b]})
+        >>> out = plot_mean_curves({"quantum": [run(40, 55), run(30, 65)], "classical": [run(20, 90), run(50, 80)]},
+        ...                        folder / "mean.png", column="r", smooth=1)
+        >>> out.name, out.stat().st_size > 0
+        ('mean.png', True)
+        >>> shutil.rmtree(folder)
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, runs in groups.items():
+        grid, stack = curves_on_grid(runs, column, smooth, points, label)
+        if not len(stack):
+            continue
+        line = ax.plot(grid, stack.mean(0), linewidth=2, label=f"{label}: mean of {len(stack)} runs (shaded: their range)")
+        ax.fill_between(grid, stack.min(0), stack.max(0), color=line[0].get_color(), alpha=0.15)
+    ylabel = "mean episode return per agent" + (f" (mean of {smooth} iterations)" if smooth > 1 else "")
+    return _finish(fig, ax, out, title, levels, ylabel=ylabel, legend_loc="upper left")
+
+
 def plot_learning_curves(
     runs: Mapping[str, object],
     out: Union[str, Path],
@@ -114,20 +207,4 @@ def plot_learning_curves(
         for i, (agent, (mean, ci)) in enumerate(sorted(final_evaluation.items())):
             ax.errorbar([last_x * (1.01 + 0.02 * i)], [mean], yerr=[ci if ci == ci else 0.0], fmt="s", capsize=4,
                         label=f"{agent}: greedy evaluation of the final policy")
-    for i, (name, value) in enumerate(sorted((levels or {}).items(), key=lambda kv: kv[1])):
-        ax.axhline(value, color="grey", linestyle=":" if i == 0 else "--", linewidth=1)
-        ax.annotate(f"{name} ({value:g})", (0.01, value), xycoords=("axes fraction", "data"),
-                    textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
-    ax.set_xlabel("env steps sampled")
-    ax.set_ylabel("mean episode return per agent")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="center right")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, out, title, levels, ylabel="mean episode return per agent", legend_loc="center right")

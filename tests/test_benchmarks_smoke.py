@@ -49,6 +49,12 @@ def test_learning_smoke(sandbox):
     assert int(row[0]) == 100, row
     assert (sandbox / "plots" / "learning_quantum.png").stat().st_size > 0
     assert f"curves: {sandbox / 'plots' / 'learning_quantum.png'}" in out
+    # --curves-from redraws the stored runs' mean curves, without training
+    out = run_script("benchmarks/learning.py", [
+        "--variants", "quantum", "--curves-from", str(sandbox / "runs"), "--plots", str(sandbox / "again"),
+    ], sandbox, timeout=120)
+    assert "quantum: 1 runs" in out and f"curves: {sandbox / 'again' / 'learning_comparison.png'}" in out, out[-3000:]
+    assert "Started a local Ray instance" not in out
 
 
 def test_learning_smoke_joint_strategy_reports_per_paddle_returns(sandbox):
