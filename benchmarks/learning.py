@@ -112,9 +112,12 @@ def stored_runs(folders) -> dict:
     for folder in map(Path, folders):
         experiments = sorted(folder.glob("learning-*"))
         if not experiments:
-            raise SystemExit(f"benchmarks/learning.py: error: --curves-from {folder}: no learning-<variant> folder in it")
+            raise SystemExit(
+                f"benchmarks/learning.py: error: --curves-from {folder}: no learning-<variant> folder in it"
+            )
         for experiment in experiments:
-            trials = [t for t in sorted(experiment.iterdir()) if (t / "result.json").is_file() or (t / "progress.csv").is_file()]
+            trials = [t for t in sorted(experiment.iterdir())
+                      if (t / "result.json").is_file() or (t / "progress.csv").is_file()]
             groups.setdefault(experiment.name[len("learning-"):], []).extend(trials)
     return groups
 

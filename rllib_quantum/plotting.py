@@ -86,7 +86,9 @@ def curves_on_grid(runs: Sequence[object], column: str, smooth: int = 10, points
     for run in runs:
         df = run if hasattr(run, "columns") else read_progress(run)
         if column not in df or STEPS not in df:
-            raise ValueError(f"{label}: a run lacks column {column!r} or {STEPS!r}; it has {sorted(df.columns)[:10]}...")
+            raise ValueError(
+                f"{label}: a run lacks column {column!r} or {STEPS!r}; it has {sorted(df.columns)[:10]}..."
+            )
         y = df[column].rolling(smooth, min_periods=1).mean() if smooth > 1 else df[column]
         keep = y.notna()
         if keep.any():
@@ -139,7 +141,8 @@ def plot_mean_curves(
         grid, stack = curves_on_grid(runs, column, smooth, points, label)
         if not len(stack):
             continue
-        line = ax.plot(grid, stack.mean(0), linewidth=2, label=f"{label}: mean of {len(stack)} runs (shaded: their range)")
+        label = f"{label}: mean of {len(stack)} runs (shaded: their range)"
+        line = ax.plot(grid, stack.mean(0), linewidth=2, label=label)
         ax.fill_between(grid, stack.min(0), stack.max(0), color=line[0].get_color(), alpha=0.15)
     ylabel = "mean episode return per agent" + (f" (mean of {smooth} iterations)" if smooth > 1 else "")
     return _finish(fig, ax, out, title, levels, ylabel=ylabel, legend_loc="upper left")

@@ -2,8 +2,9 @@
 
 Every field ``some_name: T = default`` becomes ``--some-name VALUE``; ``bool`` fields become
 ``--flag`` / ``--no-flag``; ``tuple``/``list`` fields take one or more values
-(``--modules paddle_0 paddle_1``), and a repeated flag adds to them (``--set a=1 --set b=2``); ``Optional[T]`` fields also accept ``none``. A ``# comment``
-after a field in the script's source becomes its ``--help`` text. The examples use it so that
+(``--modules paddle_0 paddle_1``), and a repeated flag adds to them (``--set a=1 --set b=2``);
+``Optional[T]`` fields also accept ``none``. A ``# comment`` after a field in the script's source
+becomes its ``--help`` text. The examples use it so that
 the same script runs at full size by default and tiny in CI:
 
     python examples/train_independent_quantum_pong.py --iterations 1 --n-layers 1
@@ -99,7 +100,8 @@ def build_parser(cls: type, description: Optional[str] = None) -> argparse.Argum
             item = item_types[0] if item_types else (type(default[0]) if default else str)
             # "extend": a repeated flag adds its values (``--set a=1 --set b=2`` keeps both) instead
             # of the last one silently winning; the dataclass default applies when the flag is absent.
-            kwargs.update(action="extend", nargs="+", type=_scalar(item, False), metavar=field.name.upper(), default=None)
+            kwargs.update(action="extend", nargs="+", default=None, type=_scalar(item, False),
+                          metavar=field.name.upper())
         else:
             kwargs["type"] = _scalar(tp, optional)
         parser.add_argument(flag, **kwargs)
