@@ -153,22 +153,21 @@ def run_variant(name: str, agent: str, args: Args):
 def main() -> None:
     args = parse_args(Args, __doc__.split("\n")[0])
     from rllib_quantum.config import build_experiment
-    from rllib_quantum.errors import ConfigError
-
-    try:  # a bad --set key or value fails here, naming it, before Ray starts
-        scored = {name: scored_agent(build_experiment(*variant_config(name, args))) for name in args.variants}
-    except ConfigError as err:
-        raise SystemExit(f"benchmarks/learning.py: error: {err}") from None
     from rllib_quantum.envs import COOPERATIVE_PONG, reference_returns
+    from rllib_quantum.errors import ConfigError
 
     levels = reference_returns(COOPERATIVE_PONG, {"obs": "features"})
     comparison = ROOT / args.plots / "learning_comparison.png"
-    if args.curves_from:
+    if args.curves_from:  # a redraw: no configs built, no training
         groups = stored_runs(args.curves_from)
         for name, runs in groups.items():
             print(f"{name}: {len(runs)} runs")
         print(f"curves: {plot_comparison(groups, levels, comparison)}")
         return
+    try:  # a bad --set key or value fails here, naming it, before Ray starts
+        scored = {name: scored_agent(build_experiment(*variant_config(name, args))) for name in args.variants}
+    except ConfigError as err:
+        raise SystemExit(f"benchmarks/learning.py: error: {err}") from None
     start_ray()
     from rllib_quantum.plotting import plot_learning_curves
     from rllib_quantum.search import GREEDY_EVAL_PREFIX
