@@ -19,11 +19,15 @@ with how many seeds reach the goal (>= 90 per paddle on both measures). Writes o
 PNG per variant (per-seed curves, smoothed, with the random and ceiling levels) and, for several
 variants, ``learning_comparison.png`` (each variant's mean curve over its seeds, their range
 shaded). ``--curves-from`` redraws that figure from earlier runs' ``--storage`` folders, seeds of
-the same variant from several folders together, without training.
+the same variant from several folders together, without training, and prints each mean curve at
+every 50k env steps (the figure's numbers). ``LABEL=FOLDER`` names a folder's runs ``LABEL``
+instead of by variant (folders with the same label are pooled), to set two runs of one variant
+side by side.
 
     python benchmarks/learning.py [--variants quantum classical quantum-frozen] [--seeds 0 1 2 3 4]
     python benchmarks/learning.py --variants classical --set "ppo.lr=[[0, 0.0025], [500000, 0.00025]]"
     python benchmarks/learning.py --curves-from results/learning results/learning-seeds-5-9
+    python benchmarks/learning.py --curves-from shipped=results/learning probe=results/probe
 
 ``--set key=value`` (as ``rllib-quantum train --set``, values parsed as YAML) changes every variant's
 config the same way: a probe of one setting over several seeds without editing the configs. With
@@ -72,7 +76,7 @@ class Args:
     storage: str = "results/learning"
     plots: str = "docs/img"
     set: tuple = ()  # "key=value" overrides for every variant's config (as rllib-quantum train --set)
-    curves_from: tuple = ()  # storage folders of earlier runs: only redraw the variants' mean curves in one figure
+    curves_from: tuple = ()  # [LABEL=]FOLDER storage folders of earlier runs: only redraw (and print) the mean curves
 
 
 def variant_config(name: str, args: Args):
@@ -106,10 +110,13 @@ def per_paddle_return(df):
 
 
 def stored_runs(folders) -> dict:
-    """``{variant: [trial folder, ...]}`` from storage folders of earlier runs (their ``learning-<variant>``
-    experiments), seeds of the same variant from several folders together."""
+    """``{name: [trial folder, ...]}`` from storage folders of earlier runs (their ``learning-<variant>``
+    experiments), seeds of the same variant from several folders together. A folder given as
+    ``LABEL=FOLDER`` puts its runs under ``LABEL`` (every variant in it), else under the variant."""
     groups = {}
-    for folder in map(Path, folders):
+    for entry in folders:
+        label, _, path = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        folder = Path(path)
         experiments = sorted(folder.glob("learning-*"))
         if not experiments:
             raise SystemExit(
@@ -118,18 +125,24 @@ def stored_runs(folders) -> dict:
         for experiment in experiments:
             trials = [t for t in sorted(experiment.iterdir())
                       if (t / "result.json").is_file() or (t / "progress.csv").is_file()]
-            groups.setdefault(experiment.name[len("learning-"):], []).extend(trials)
+            groups.setdefault(label or experiment.name[len("learning-"):], []).extend(trials)
     return groups
+
+
+def per_paddle_frames(groups: dict) -> dict:
+    """``{name: [per-paddle return DataFrame, ...]}`` of ``{name: [trial folder or DataFrame, ...]}``."""
+    from rllib_quantum.plotting import read_progress
+
+    return {name: [per_paddle_return(run if hasattr(run, "columns") else read_progress(run)) for run in runs]
+            for name, runs in groups.items()}
 
 
 def plot_comparison(groups: dict, levels: dict, out: Path) -> Path:
     """One figure: each variant's mean training-return curve over its seeds, their range shaded."""
-    from rllib_quantum.plotting import plot_mean_curves, read_progress
+    from rllib_quantum.plotting import plot_mean_curves
 
-    frames = {name: [per_paddle_return(run if hasattr(run, "columns") else read_progress(run)) for run in runs]
-              for name, runs in groups.items()}
-    return plot_mean_curves(frames, out, column=PER_PADDLE, title="training return per paddle, mean over seeds",
-                            smooth=10, levels=levels)
+    return plot_mean_curves(per_paddle_frames(groups), out, column=PER_PADDLE,
+                            title="training return per paddle, mean over seeds", smooth=10, levels=levels)
 
 
 def run_variant(name: str, agent: str, args: Args):
@@ -163,6 +176,9 @@ def main() -> None:
         for name, runs in groups.items():
             print(f"{name}: {len(runs)} runs")
         print(f"curves: {plot_comparison(groups, levels, comparison)}")
+        from rllib_quantum.plotting import mean_curve_table
+
+        print(mean_curve_table(per_paddle_frames(groups), column=PER_PADDLE, smooth=10))
         return
     try:  # a bad --set key or value fails here, naming it, before Ray starts
         scored = {name: scored_agent(build_experiment(*variant_config(name, args))) for name in args.variants}

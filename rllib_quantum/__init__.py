@@ -15,7 +15,8 @@ Public API (documented in README.md):
 - averaging: :class:`ParameterAveragingCallback`, :func:`averaging_callback`
 - swap-in: :func:`with_quantum_policies`
 - search: :func:`load_search`
-- plots: :func:`plot_learning_curves` (every run), :func:`plot_mean_curves` (one mean per group of runs)
+- plots: :func:`plot_learning_curves` (every run), :func:`plot_mean_curves` (one mean per group of
+  runs) and :func:`mean_curve_table` (its numbers)
 - errors: :class:`ConfigError` (every bad-input error; ``.key`` is the dotted key path)
 """
 
@@ -41,7 +42,7 @@ from rllib_quantum.modules import (
     StackedQuantumMultiRLModule,
     validate_model_config,
 )
-from rllib_quantum.plotting import plot_learning_curves, plot_mean_curves
+from rllib_quantum.plotting import mean_curve_table, plot_learning_curves, plot_mean_curves
 from rllib_quantum.search import load_search
 from rllib_quantum.strategies import STRATEGIES, module_spec, plan_strategy
 from rllib_quantum.swap import with_quantum_policies
@@ -74,6 +75,7 @@ __all__ = [
     "load_modules",
     "load_search",
     "make_cooperative_pong",
+    "mean_curve_table",
     "module_spec",
     "plan_strategy",
     "plot_learning_curves",

@@ -97,6 +97,46 @@ def curves_on_grid(runs: Sequence[object], column: str, smooth: int = 10, points
     return grid, np.array([np.interp(grid, x, y) for x, y in curves]).reshape(len(curves), points)
 
 
+def mean_curve_table(
+    groups: Mapping[str, Sequence[object]], column: str, every: int = 50_000, smooth: int = 10, points: int = 1001
+) -> str:
+    """A markdown table of each group's mean curve (as :func:`plot_mean_curves` draws it) at every
+    ``every`` env steps, up to the shortest group's end: the numbers behind the figure.
+
+    Args:
+        groups: ``{label: [DataFrame or trial folder, ...]}``.
+        column: the metric, e.g. ``AGENT_RETURN_PREFIX + "paddle_0"``.
+        every: env steps between columns.
+        smooth, points: as :func:`plot_mean_curves` (the value at a step is the grid point nearest
+            to it; ``points=1001`` puts grid points 0.1 % of the run apart).
+
+    Example:
+        >>> import pandas as pd
+        >>> run = lambda a, b: pd.DataFrame({STEPS: [0, 100, 200], "r": [0.0, a, b]})
+        >>> print(mean_curve_table({"q": [run(40, 60), run(20, 80)], "c": [run(10, 90)]}, "r", every=100, smooth=1))
+        | mean curve | 100 | 200 |
+        | --- | --- | --- |
+        | q (2 runs) | 30.0 | 70.0 |
+        | c (1 runs) | 10.0 | 90.0 |
+    """
+    import numpy as np
+
+    rows, ends = [], []
+    for label, runs in groups.items():
+        grid, stack = curves_on_grid(runs, column, smooth, points, label)
+        if len(stack):
+            rows.append((f"{label} ({len(stack)} runs)", grid, stack.mean(0)))
+            ends.append(grid[-1])
+    if not rows:
+        return "no run has a value of " + repr(column)
+    marks = np.arange(every, min(ends) + 1, every)
+    lines = ["| mean curve | " + " | ".join(f"{m:g}" if m < 1000 else f"{m / 1000:g}k" for m in marks) + " |",
+             "|" + " --- |" * (len(marks) + 1)]
+    for name, grid, mean in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{mean[np.abs(grid - m).argmin()]:.1f}" for m in marks) + " |")
+    return "\n".join(lines)
+
+
 def plot_mean_curves(
     groups: Mapping[str, Sequence[object]],
     out: Union[str, Path],

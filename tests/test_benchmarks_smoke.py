@@ -49,11 +49,15 @@ def test_learning_smoke(sandbox):
     assert int(row[0]) == 100, row
     assert (sandbox / "plots" / "learning_quantum.png").stat().st_size > 0
     assert f"curves: {sandbox / 'plots' / 'learning_quantum.png'}" in out
-    # --curves-from redraws the stored runs' mean curves, without training
+    # --curves-from redraws the stored runs' mean curves, without training; LABEL=FOLDER names a folder's runs
     out = run_script("benchmarks/learning.py", [
-        "--variants", "quantum", "--curves-from", str(sandbox / "runs"), "--plots", str(sandbox / "again"),
+        "--variants", "quantum", "--curves-from", str(sandbox / "runs"), f"probe={sandbox / 'runs'}",
+        "--plots", str(sandbox / "again"),
     ], sandbox, timeout=120)
-    assert "quantum: 1 runs" in out and f"curves: {sandbox / 'again' / 'learning_comparison.png'}" in out, out[-3000:]
+    assert "quantum: 1 runs" in out and "probe: 1 runs" in out, out[-3000:]
+    assert f"curves: {sandbox / 'again' / 'learning_comparison.png'}" in out, out[-3000:]
+    # its table of the mean curves: the one 100-step iteration finished no episode, so no values
+    assert "no run has a value of 'training return per paddle'" in out, out[-3000:]
     assert "Started a local Ray instance" not in out
 
 

@@ -19,7 +19,7 @@ ENCODING_GATES = {"X": qml.RX, "Y": qml.RY, "Z": qml.RZ}
 
 
 def reference_qnode(spec: CircuitSpec, device: str = "default.qubit", diff_method: str = "backprop"):
-    """The documented circuit, gate by gate: ``f(x (B, n), weights, input_scale) -> (B, n_outputs)``."""
+    """The documented circuit, gate by gate: ``f(x (B, n), weights, input_scale) -> (B, n_readouts)``."""
     n, gate = spec.n_qubits, ENCODING_GATES[spec.rotation]
 
     @qml.qnode(qml.device(device, wires=n), interface="torch", diff_method=diff_method)
@@ -45,10 +45,16 @@ def reference_qnode(spec: CircuitSpec, device: str = "default.qubit", diff_metho
                 elif n >= 3:
                     for i in range(n):
                         qml.CNOT(wires=[i, (i + 1) % n])
-        return [qml.expval(qml.PauliZ(i)) for i in range(spec.n_outputs)]
+        singles = [qml.expval(qml.PauliZ(i)) for i in range(spec.n_outputs)]
+        if spec.observables == "Z":
+            return singles
+        pairs = [
+            qml.expval(qml.PauliZ(i) @ qml.PauliZ(j)) for i in range(spec.n_outputs) for j in range(i + 1, spec.n_outputs)
+        ]
+        return singles + pairs
 
     def run(x, w, s):
-        return torch.stack(list(circuit(x, w, s)), dim=-1).reshape(x.shape[0], spec.n_outputs)
+        return torch.stack(list(circuit(x, w, s)), dim=-1).reshape(x.shape[0], spec.n_readouts)
 
     return run
 
@@ -67,7 +73,7 @@ def compare_to_reference(spec: CircuitSpec, batch: int = 3, seed: int = 0, atol:
     layer = randomize(QuantumLayer(spec), seed).double()
     g = torch.Generator().manual_seed(seed + 1)
     x = (torch.rand(batch, spec.n_qubits, generator=g, dtype=torch.float64) * 4 - 2).requires_grad_()
-    probe = torch.randn(batch, spec.n_outputs, generator=g, dtype=torch.float64)
+    probe = torch.randn(batch, spec.n_readouts, generator=g, dtype=torch.float64)
 
     out = layer(x)
     (out * probe).sum().backward()
@@ -117,6 +123,36 @@ def test_pennylane_path_matches_reference(ansatz, encoding, n_qubits, scaling):
     compare_to_reference(spec, seed=n_qubits)
 
 
+@pytest.mark.parametrize("ansatz,n_qubits,n_outputs", [("strongly_entangling", 5, 5), ("hardware_efficient", 4, 3), ("strongly_entangling", 2, 2)])
+def test_correlator_readouts_match_reference(ansatz, n_qubits, n_outputs):
+    """observables "Z+ZZ": every <Z_i>, then <Z_i Z_j> for each pair of read-out wires, in that order."""
+    spec = CircuitSpec(
+        n_qubits=n_qubits, n_layers=2, ansatz=ansatz, n_outputs=n_outputs, observables="Z+ZZ", execution="pennylane"
+    )
+    assert spec.n_readouts == n_outputs * (n_outputs + 1) // 2
+    compare_to_reference(spec, seed=n_qubits)
+
+
+@pytest.mark.parametrize("execution", ["pennylane", "fast"])
+def test_correlators_on_an_entangled_state_by_hand(execution):
+    """Exact small case: RX(a) x RX(b), then CNOT(0, 1) (hardware_efficient, zero weights).
+
+    CNOT(0, 1) maps Z_0 -> Z_0, Z_1 -> Z_0 Z_1 and Z_0 Z_1 -> Z_1 (conjugation), so the read-outs are
+    <Z_0> = cos a, <Z_1> = cos a cos b and <Z_0 Z_1> = cos b: the correlator is not <Z_0><Z_1>.
+    """
+    spec = CircuitSpec(
+        n_qubits=2, n_layers=1, ansatz="hardware_efficient", encoding="angle", observables="Z+ZZ",
+        input_scaling=False, output_scaling=False, execution=execution,
+    )
+    layer = QuantumLayer(spec).double()
+    with torch.no_grad():
+        layer.weights.zero_()
+    x = torch.tensor([[0.3, -1.2], [2.0, 0.7]], dtype=torch.float64)
+    a, b = x[:, 0], x[:, 1]
+    want = torch.stack([torch.cos(a), torch.cos(a) * torch.cos(b), torch.cos(b)], dim=-1)
+    torch.testing.assert_close(layer(x), want, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("rotation", ["X", "Y", "Z"])
 def test_every_rotation_matches_reference(rotation):
     spec = CircuitSpec(n_qubits=3, n_layers=2, rotation=rotation, execution="pennylane")
@@ -149,6 +185,7 @@ def test_forward_shapes_and_dtype():
         ({"ansatz": "qaoa"}, "ansatz", ["qaoa", "strongly_entangling", "hardware_efficient"]),
         ({"encoding": "amplitude"}, "encoding", ["amplitude", "angle", "reuploading"]),
         ({"rotation": "W"}, "rotation", ["'W'", "'X'"]),
+        ({"observables": "XX"}, "observables", ["'XX'", "'Z'", "'Z+ZZ'"]),
         ({"device": "no.such.device"}, "device", ["no.such.device", "default.qubit"]),
         ({"diff_method": "magic"}, "diff_method", ["magic", "backprop"]),
         ({"execution": "gpu"}, "execution", ["gpu", "auto", "fast"]),
@@ -254,6 +291,11 @@ def test_spec_round_trips_and_sizes():
     assert spec.weight_shape == (3, 4, 2)
     assert spec.n_parameters == 3 * 4 * 2 + 1 * 4 + 4
     assert sum(p.numel() for p in QuantumLayer(spec).parameters()) == spec.n_parameters
+    zz = CircuitSpec(n_qubits=4, n_layers=3, observables="Z+ZZ", n_outputs=3)
+    assert CircuitSpec.from_config(zz.to_config()) == zz
+    assert zz.readout_wires == ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2)) and zz.n_readouts == 6
+    assert zz.n_parameters == 3 * 4 * 3 + 3 * 4 + 6  # one output factor per read-out
+    assert sum(p.numel() for p in QuantumLayer(zz).parameters()) == zz.n_parameters
 
 
 # ---- pickling ---------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def assert_matches_pennylane(spec, batch=4, seed=0, with_grads=True, atol=F32_AT
         with torch.no_grad():
             torch.testing.assert_close(fast(x).double(), ref(x.double()), atol=atol, rtol=0)
         return
-    probe = torch.randn(batch, spec.n_outputs, generator=torch.Generator().manual_seed(seed))
+    probe = torch.randn(batch, spec.n_readouts, generator=torch.Generator().manual_seed(seed))
     got = grads(fast, x, probe)
     want = grads(ref, x.double(), probe)
     for name, a, b in zip(("output", "d/dx", "d/dweights", "d/dinput_scale"), got, want):
@@ -111,12 +111,21 @@ def test_scaling_options_and_deeper_circuits(scaling):
         assert_matches_pennylane(spec, seed=n_qubits)
 
 
+@pytest.mark.parametrize("n_qubits", [2, 3, 5, 7])
+def test_correlator_readouts_match_pennylane(n_qubits):
+    """observables "Z+ZZ" (every <Z_i>, then every <Z_i Z_j>), with gradients, every combination."""
+    for i, (ansatz, encoding, rotation) in enumerate(COMBOS):
+        spec = make_spec(n_qubits, ansatz, encoding, rotation, observables="Z+ZZ", n_outputs=n_qubits - i % 2)
+        assert_matches_pennylane(spec, seed=i)
+
+
 @pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("n_qubits", [1, 2, 3, 6])
 def test_both_strategies_match_pennylane(dense, n_qubits):
     """The dense and factored strategies, forced, with gradients (the layer picks by size and mode)."""
     for i, (ansatz, encoding, rotation) in enumerate(COMBOS):
-        spec = make_spec(n_qubits, ansatz, encoding, rotation, n_layers=3)
+        observables = "Z+ZZ" if i % 2 and n_qubits > 1 else "Z"
+        spec = make_spec(n_qubits, ansatz, encoding, rotation, n_layers=3, observables=observables)
         fast, ref = pair(spec, seed=i)
         x = inputs(spec, 3, i).requires_grad_()
         w = fast.weights.detach().clone().requires_grad_()

@@ -31,6 +31,7 @@ CASES = [
     (IMG42, MD33, {"critic": "quantum", "critic_circuit": {"n_layers": 1, "ansatz": "hardware_efficient"}}),
     (IMG7, D3, {}),  # auto encoder: the default filters clipped to the small frame
     (VEC5, BOX2, {"circuit": {"n_qubits": 5}, "readout": "linear", "module_id": "p0", "seed": 3}),
+    (VEC5, D3, {"circuit": {"n_qubits": 5, "observables": "Z+ZZ"}, "critic": "quantum"}),
     (gym.spaces.Dict({"a": gym.spaces.Discrete(4), "b": VEC5}), D3, {"encoder": "linear"}),
 ]
 
@@ -75,6 +76,18 @@ def test_resolved_fields():
     vec = QuantumModelConfig.from_dict({}, gym.spaces.Box(-1, 1, (3,), np.float32), BOX2)
     assert (vec.encoder, vec.conv_filters, vec.readout, vec.actor.n_outputs) == ("none", (), "expval", 2)
     assert vec.action_head == ActionHead("diag_gaussian", (2,)) and vec.critic_circuit is None
+
+
+def test_correlator_readouts_resolve_to_a_linear_head_and_refuse_expval():
+    cfg = QuantumModelConfig.from_dict({"circuit": {"n_qubits": 5, "observables": "Z+ZZ"}, "critic": "quantum"}, VEC5, D3)
+    assert cfg.readout == "linear"  # auto: 3 logits would fit 5 wires, but 15 read-outs do not
+    assert (cfg.actor.n_readouts, cfg.critic_circuit.n_readouts) == (15, 15)
+    with pytest.raises(ConfigError, match=r"model_config\.readout: 'expval' reads one <Z> per logit.*'Z\+ZZ'"):
+        QuantumModelConfig.from_dict(
+            {"circuit": {"n_qubits": 5, "observables": "Z+ZZ"}, "readout": "expval"}, VEC5, D3, prefix="model_config"
+        )
+    with pytest.raises(ConfigError, match=r"model_config\.circuit\.observables: must be one of \['Z', 'Z\+ZZ'\], got 'ZZ'"):
+        QuantumModelConfig.from_dict({"circuit": {"observables": "ZZ"}}, VEC5, D3, prefix="model_config")
 
 
 def test_numpy_integers_in_lists_become_ints():

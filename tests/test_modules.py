@@ -33,6 +33,7 @@ def make(obs=VEC5, act=D3, **model_config):
         (VEC5, MD33, {}, "none", "linear", 6),
         (VEC5, D3, {"readout": "linear", "critic": "quantum"}, "none", "linear", 3),
         (IMG, MD33, {"critic": "quantum", "circuit": {"n_qubits": 4, "n_layers": 1, "ansatz": "hardware_efficient"}}, "cnn", "linear", 6),
+        (VEC5, D3, {"critic": "quantum", "circuit": {"n_qubits": 5, "n_layers": 2, "observables": "Z+ZZ"}}, "none", "linear", 3),
     ],
 )
 def test_forward_shapes_and_gradients_reach_every_parameter(obs, act, model_config, encoder, readout, n_logits):
@@ -69,6 +70,13 @@ def test_parameter_counts_split_quantum_and_classical():
     # classical critic 5 -> 8 -> 1; no encoder parameters (observation fits the register)
     assert counts["classical"] == 5 * 8 + 8 + 8 + 1
     assert counts["total"] == counts["quantum"] + counts["classical"]
+
+
+def test_correlator_readouts_feed_the_linear_heads():
+    module = make(critic="quantum", circuit={"n_qubits": 5, "n_layers": 2, "observables": "Z+ZZ"})
+    assert module.actor_head.in_features == 15 and module.critic[1].in_features == 15  # 5 <Z_i> + 10 <Z_i Z_j>
+    # 2 circuits x (30 Rot angles + 10 input factors + 15 output factors); heads 15 -> 3 and 15 -> 1
+    assert module.parameter_counts() == {"quantum": 2 * 55, "classical": 48 + 16, "total": 174}
 
 
 def test_inference_only_copy_drops_critic_and_loads_learner_state():

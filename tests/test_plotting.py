@@ -1,10 +1,11 @@
-"""Mean learning curves over several runs (``curves_on_grid``, ``plot_mean_curves``): exact small cases."""
+"""Mean learning curves over several runs (``curves_on_grid``, ``plot_mean_curves``, ``mean_curve_table``):
+exact small cases."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rllib_quantum.plotting import STEPS, curves_on_grid, plot_mean_curves
+from rllib_quantum.plotting import STEPS, curves_on_grid, mean_curve_table, plot_mean_curves
 
 
 def run(steps, values):
@@ -42,3 +43,16 @@ def test_plot_writes_a_png(tmp_path):
     out = plot_mean_curves({"q": [run([0, 10], [0.0, 1.0])] * 2, "c": [run([0, 10], [1.0, 2.0])]},
                            tmp_path / "m.png", column="r", smooth=1, levels={"random": 0.0})
     assert out.stat().st_size > 1000
+
+
+def test_mean_curve_table_reads_each_groups_mean_at_the_marks_up_to_the_shortest_group():
+    long = [run([0, 100, 200, 300], [0.0, 10.0, 20.0, 30.0]), run([0, 100, 200, 300], [0.0, 30.0, 40.0, 50.0])]
+    short = [run([0, 100, 200], [5.0, 5.0, np.nan])]  # its last iteration finished no episode
+    table = mean_curve_table({"long": long, "short": short}, "r", every=50, smooth=1, points=301)
+    assert table.splitlines() == [
+        "| mean curve | 50 | 100 |",  # the short group's values end at 100
+        "| --- | --- | --- |",
+        "| long (2 runs) | 10.0 | 20.0 |",
+        "| short (1 runs) | 5.0 | 5.0 |",
+    ]
+    assert mean_curve_table({"none": [run([0, 100], [np.nan, np.nan])]}, "r", smooth=1) == "no run has a value of 'r'"

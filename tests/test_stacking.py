@@ -20,6 +20,7 @@ SPECS = [
     {"n_qubits": 3, "n_layers": 2, "ansatz": "hardware_efficient", "rotation": "Y"},
     {"n_qubits": 4, "n_layers": 3, "rotation": "Z", "encoding": "reuploading", "output_scaling": True},
     {"n_qubits": 2, "n_layers": 1, "n_outputs": 1},
+    {"n_qubits": 5, "n_layers": 2, "observables": "Z+ZZ"},  # 15 read-outs
 ]
 
 

@@ -7,6 +7,7 @@ from rllib_quantum.circuits.spec import (
     ENCODINGS,
     EXECUTIONS,
     MAX_QUBITS,
+    OBSERVABLES,
     ROTATIONS,
     CircuitSpec,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "EXECUTIONS",
     "FAST_DEVICES",
     "MAX_QUBITS",
+    "OBSERVABLES",
     "ROTATIONS",
     "CircuitSpec",
     "QuantumLayer",

@@ -30,8 +30,8 @@ class _WeightsCache(NamedTuple):
 class QuantumLayer(nn.Module):
     """A variational quantum circuit with trainable weights, input and output scaling.
 
-    ``forward(x)`` maps ``(..., n_qubits)`` inputs to ``(..., n_outputs)`` PauliZ expectation
-    values (times the output scaling), in ``x``'s dtype. Two execution paths compute the same
+    ``forward(x)`` maps ``(..., n_qubits)`` inputs to ``(..., spec.n_readouts)`` expectation
+    values (``<Z_i>``, and ``<Z_i Z_j>`` for ``observables="Z+ZZ"``; times the output scaling), in ``x``'s dtype. Two execution paths compute the same
     numbers (:attr:`execution_path`):
 
     * ``"fast"``: the exact statevector simulation in torch
@@ -90,7 +90,7 @@ class QuantumLayer(nn.Module):
             self.input_scale = nn.Parameter(scale)
         else:
             self.register_buffer("input_scale", scale)
-        out_scale = torch.full((spec.n_outputs,), spec.output_scale_init)
+        out_scale = torch.full((spec.n_readouts,), spec.output_scale_init)
         if spec.output_scaling:
             self.output_scale = nn.Parameter(out_scale)
         elif spec.output_scale_init != 1.0:
@@ -119,7 +119,7 @@ class QuantumLayer(nn.Module):
         s = self.spec
         return (
             f"n_qubits={s.n_qubits}, n_layers={s.n_layers}, ansatz={s.ansatz!r}, encoding={s.encoding!r}, "
-            f"n_outputs={s.n_outputs}, device={s.device!r}, execution={s.execution!r}, "
+            f"n_outputs={s.n_outputs}, observables={s.observables!r}, device={s.device!r}, execution={s.execution!r}, "
             f"execution_path={self._execution_path!r}"
         )
 
@@ -136,20 +136,20 @@ class QuantumLayer(nn.Module):
             out = self._pennylane_forward(flat).to(x.dtype)
         if self.output_scale is not None:
             out = (out * self.output_scale).to(x.dtype)
-        return out.reshape(*lead, self.spec.n_outputs)
+        return out.reshape(*lead, self.spec.n_readouts)
 
     def _pennylane_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, n_qubits) -> (B, n_outputs) through the PennyLane QNode (float64)."""
+        """(B, n_qubits) -> (B, n_readouts) through the PennyLane QNode (float64)."""
         if self._qnode is None:
             self._qnode = build_qnode(self.spec)
         outs = self._qnode(x, self.weights, self.input_scale)
         out = torch.stack(list(outs), dim=-1) if isinstance(outs, (list, tuple)) else outs.unsqueeze(-1)
         if out.dim() == 1:  # a single-sample batch may come back unbroadcast
             out = out.unsqueeze(0)
-        return out.reshape(x.shape[0], self.spec.n_outputs)
+        return out.reshape(x.shape[0], self.spec.n_readouts)
 
     def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, n_qubits) -> (B, n_outputs) through the torch statevector (float32, or float64 if any input is)."""
+        """(B, n_qubits) -> (B, n_readouts) through the torch statevector (float32, or float64 if any input is)."""
         grad = torch.is_grad_enabled() and (
             x.requires_grad or self.weights.requires_grad or self.input_scale.requires_grad
         )

@@ -8,6 +8,7 @@ gate by gate in the README ("The circuits") and in :func:`rllib_quantum.circuits
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import numbers
 from typing import Any, Mapping, Optional
@@ -19,6 +20,8 @@ from rllib_quantum.errors import ConfigError
 ANSATZE = ("strongly_entangling", "hardware_efficient")
 ENCODINGS = ("angle", "reuploading")
 ROTATIONS = ("X", "Y", "Z")
+# What the circuit measures on its read-out wires: PauliZ of each, or also PauliZ x PauliZ of every pair.
+OBSERVABLES = ("Z", "Z+ZZ")
 DIFF_METHODS = ("backprop", "adjoint", "parameter-shift", "finite-diff", "best")
 EXECUTIONS = ("auto", "pennylane", "fast")
 # Devices we have run; any other installed PennyLane device name is accepted too (see _known_devices).
@@ -113,13 +116,18 @@ class CircuitSpec:
         encoding: ``"angle"`` (inputs encoded once, before the first layer) or ``"reuploading"``
             (inputs re-encoded before every layer).
         rotation: the encoding rotation, ``"X"``, ``"Y"`` or ``"Z"``.
-        n_outputs: read-out wires ``0 .. n_outputs-1`` (``PauliZ`` expectation each);
-            default: every wire.
+        n_outputs: read-out wires ``0 .. n_outputs-1``; default: every wire.
+        observables: what is measured on the read-out wires: ``"Z"`` (default), ``<Z_i>`` of
+            each; ``"Z+ZZ"``, those followed by the two-wire correlators ``<Z_i Z_j>`` of every
+            pair ``i < j`` in lexicographic order (``(0, 1), (0, 2), ..., (1, 2), ...``):
+            ``n_outputs * (n_outputs + 1) / 2`` read-outs in all (:attr:`n_readouts`). A
+            correlator carries what neither wire shows alone (``<Z_0 Z_1> != <Z_0><Z_1>`` on an
+            entangled state), so a trained linear read-out can weigh relations between features.
         trainable_weights: train the variational weights (default). ``False`` freezes them at
             their random initialisation (an ablation: only scalings and classical parts learn);
             they stay in the module's state, so checkpoints and weight syncs carry them.
         input_scaling: trainable per-layer, per-wire factors on the inputs (else fixed).
-        output_scaling: trainable per-output factors on the expectation values (else fixed).
+        output_scaling: trainable factors on the expectation values, one per read-out (else fixed).
         input_scale_init: initial (or fixed) value of every input factor, e.g. ``3.14`` to spread
             inputs in [-1, 1] over a full turn of the encoding rotation.
         output_scale_init: initial (or fixed) value of every output factor; larger values make
@@ -158,6 +166,7 @@ class CircuitSpec:
     encoding: str = "reuploading"
     rotation: str = "X"
     n_outputs: Optional[int] = None
+    observables: str = "Z"
     trainable_weights: bool = True
     input_scaling: bool = True
     output_scaling: bool = True
@@ -180,6 +189,7 @@ class CircuitSpec:
         object.__setattr__(
             self, "n_outputs", _check_int("n_outputs", self.n_outputs, 1, self.n_qubits, why=" (<= n_qubits: one PauliZ read-out per wire)")
         )
+        _check_choice("observables", self.observables, OBSERVABLES)
         _check_bool("trainable_weights", self.trainable_weights)
         _check_bool("input_scaling", self.input_scaling)
         _check_bool("output_scaling", self.output_scaling)
@@ -218,6 +228,25 @@ class CircuitSpec:
         return (self.n_layers, self.n_qubits, WEIGHTS_PER_QUBIT[self.ansatz])
 
     @property
+    def readout_wires(self) -> tuple:
+        """The measured observables, as wire tuples in read-out order: ``(i,)`` for ``<Z_i>``,
+        ``(i, j)`` for ``<Z_i Z_j>``.
+
+        Example:
+            >>> CircuitSpec(n_qubits=3, observables="Z+ZZ").readout_wires
+            ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2))
+        """
+        singles = tuple((i,) for i in range(self.n_outputs))
+        if self.observables == "Z":
+            return singles
+        return singles + tuple(itertools.combinations(range(self.n_outputs), 2))
+
+    @property
+    def n_readouts(self) -> int:
+        """How many expectation values the circuit returns (the width of its output)."""
+        return len(self.readout_wires)
+
+    @property
     def n_encodings(self) -> int:
         """How many times the input is encoded (1, or n_layers with re-uploading)."""
         return self.n_layers if self.encoding == "reuploading" else 1
@@ -233,7 +262,7 @@ class CircuitSpec:
         if self.input_scaling:
             n += self.n_encodings * self.n_qubits
         if self.output_scaling:
-            n += self.n_outputs
+            n += self.n_readouts
         return n
 
     # ---- construction --------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def _stacked_operators(parts: Sequence[CompiledWeights], owner: QuantumLayer) ->
 
 
 def stacked_forward(layers: Sequence[QuantumLayer], inputs: torch.Tensor) -> torch.Tensor:
-    """``(M, B, n_qubits)`` inputs, row block ``m`` for ``layers[m]`` -> ``(M, B, n_outputs)``.
+    """``(M, B, n_qubits)`` inputs, row block ``m`` for ``layers[m]`` -> ``(M, B, n_readouts)``.
 
     Equal to ``torch.stack([layers[m](inputs[m]) for m in range(M)])`` (within float32 rounding);
     one circuit evaluation when :func:`stack_reason` allows it, else layer by layer. The layers'

@@ -25,7 +25,8 @@ picks one):
   Kronecker blocks of at most ``FACTORED_CHUNK_QUBITS`` wires applied as GEMMs, then the entangler
   as one gather with a precomputed permutation.
 
-``PauliZ`` read-outs are ``|amplitude|**2`` times a fixed ``(2**n, n_outputs)`` matrix of signs.
+Read-outs are ``|amplitude|**2`` times a fixed ``(2**n, n_readouts)`` matrix of signs: ``z_i(k)``
+for ``<Z_i>``, the product ``z_i(k) z_j(k)`` for a correlator ``<Z_i Z_j>``.
 Amplitudes are complex64 for float32 inputs and complex128 for float64.
 
 Example:
@@ -221,7 +222,7 @@ class CompiledWeights(NamedTuple):
 
 class _Constants(NamedTuple):
     phase_signs: torch.Tensor  # (n, 2**n) real: -z_i(k) / 2, z_i(k) = 1 - 2 * bit_i(k)
-    readout_pairs: torch.Tensor  # (2 * 2**n, n_outputs) real: z_i(k) for the read-out wires, each row twice
+    readout_pairs: torch.Tensor  # (2 * 2**n, n_readouts) real: prod of z_i(k) over each read-out's wires, each row twice
     start: torch.Tensor  # (2**n,) real, >= 0: frame^dagger |0...0> (a real state up to phase)
     frame: Optional[torch.Tensor]  # (2, 2) complex v with R(t) = v RZ(t) v^dagger; None for Z
     perms: Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], ...]  # per layer: (perm, inverse)
@@ -312,7 +313,8 @@ class StatevectorCircuit:
         # H x H CNOT(c, t) H x H = CNOT(t, c): with the X frame, a layer's trailing H^n passes
         # through its entangler (see _factored_layer).
         frame_perms = tuple(perm_pair([(t, c) for c, t in cs]) for cs in cnots)
-        readout = zsigns_t[: spec.n_outputs].T.repeat_interleave(2, dim=0).contiguous()
+        signs = torch.stack([zsigns_t[list(wires)].prod(dim=0) for wires in spec.readout_wires], dim=1)
+        readout = signs.repeat_interleave(2, dim=0).contiguous()
         layer_perms = torch.stack([index if p is None else p[0] for p in perms])
         frame_dagger = None if frame is None else kron_chain([frame.conj().T] * n)
         return _Constants(-0.5 * zsigns_t, readout, start, frame, perms, frame_perms, layer_perms, frame_dagger)
@@ -402,12 +404,12 @@ class StatevectorCircuit:
         compiled: Optional[CompiledWeights] = None,
         dense: Optional[bool] = None,
     ) -> torch.Tensor:
-        """``<Z_0> .. <Z_{n_outputs-1}>`` for each row of ``inputs``: ``(B, n_qubits) -> (B, n_outputs)``.
+        """The read-outs (``spec.readout_wires``) for each row of ``inputs``: ``(B, n_qubits) -> (B, n_readouts)``.
 
         With the dense strategy, any leading stack dims evaluate several circuits of this spec with
         their own weights in one call: ``inputs`` ``(M, B, n_qubits)``, ``weights`` ``(M,) +
         spec.weight_shape`` (or ``compiled`` from such weights), ``input_scale`` ``(M, n_encodings,
-        n_qubits)`` give ``(M, B, n_outputs)``, row ``m`` equal to circuit ``m`` alone.
+        n_qubits)`` give ``(M, B, n_readouts)``, row ``m`` equal to circuit ``m`` alone.
 
         Args:
             inputs: ``(..., B, n_qubits)`` features.
@@ -541,7 +543,7 @@ def _apply_block(psi: torch.Tensor, block: torch.Tensor, start: int, length: int
 def simulate(
     spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor, input_scale: torch.Tensor
 ) -> torch.Tensor:
-    """One-shot fast-path evaluation: ``(B, n_qubits)`` inputs to ``(B, n_outputs)`` PauliZ expectations.
+    """One-shot fast-path evaluation: ``(B, n_qubits)`` inputs to ``(B, n_readouts)`` expectation values.
 
     Args:
         spec: the circuit.

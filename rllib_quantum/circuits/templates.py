@@ -8,6 +8,7 @@ by the input scaling ``s``), weights ``w`` of shape ``spec.weight_shape``::
             R{rotation}(s[e, i] * x[i]) on wire i, for i = 0 .. n-1      (e = encoding index)
         ansatz layer l
     return <Z_0>, ..., <Z_{n_outputs-1}>
+           then, for observables "Z+ZZ", <Z_i Z_j> for every pair i < j < n_outputs
 
 ``strongly_entangling`` layer ``l`` (PennyLane ``StronglyEntanglingLayers``, one layer at a time):
 ``Rot(w[l,i,0], w[l,i,1], w[l,i,2])`` on every wire ``i``, then, if ``n > 1``,
@@ -49,7 +50,7 @@ def ansatz_layer(spec: CircuitSpec, weights, layer: int) -> None:
 
 
 def circuit(spec: CircuitSpec, inputs, weights, input_scale):
-    """The quantum function: encoding and ansatz layers, then PauliZ read-outs.
+    """The quantum function: encoding and ansatz layers, then the read-outs ``spec.readout_wires``.
 
     Args:
         spec: what to build.
@@ -58,14 +59,14 @@ def circuit(spec: CircuitSpec, inputs, weights, input_scale):
         input_scale: ``(spec.n_encodings, n_qubits)`` factors on the inputs (ones if not trained).
 
     Returns:
-        list of ``spec.n_outputs`` expectation values.
+        list of ``spec.n_readouts`` expectation values.
     """
     for layer in range(spec.n_layers):
         if layer == 0 or spec.encoding == "reuploading":
             e = layer if spec.encoding == "reuploading" else 0
             encode(spec, inputs * input_scale[e])
         ansatz_layer(spec, weights, layer)
-    return [qml.expval(qml.PauliZ(i)) for i in range(spec.n_outputs)]
+    return [qml.expval(qml.prod(*(qml.PauliZ(i) for i in wires))) for wires in spec.readout_wires]
 
 
 def build_qnode(spec: CircuitSpec) -> qml.QNode:

@@ -47,8 +47,9 @@ DEFAULT_MODEL_CONFIG: dict = {
     # CNN layers [out_channels, kernel, stride] ("valid" padding), then a linear map to n_qubits.
     "conv_filters": [[16, 8, 4], [32, 4, 2]],
     # Actor read-out (logits, or Gaussian means for Box actions): "expval" = the output-scaled <Z_i>
-    # of the first n_logits wires;
-    # "linear" = a linear layer on all n_qubits <Z_i>; "auto" = expval when it fits, else linear.
+    # of the first n_logits wires; "linear" = a linear layer on all the circuit's read-outs (every
+    # <Z_i>, and every <Z_i Z_j> with circuit.observables "Z+ZZ"); "auto" = expval when it fits
+    # (n_logits <= n_qubits, observables "Z"), else linear.
     "readout": "auto",
     # Critic: "classical" = MLP on the encoder's output; "quantum" = its own circuit + linear head.
     "critic": "classical",
@@ -352,7 +353,8 @@ class QuantumModelConfig:
         actor: the actor circuit; ``n_outputs`` is ``action_head.n_logits`` for the ``"expval"``
             read-out, ``n_qubits`` for ``"linear"``.
         readout: ``"expval"`` (logits = output-scaled ``<Z_i>`` of the first wires) or
-            ``"linear"`` (a linear layer on every ``<Z_i>``).
+            ``"linear"`` (a linear layer on all ``actor.n_readouts`` read-outs: every ``<Z_i>``,
+            and every ``<Z_i Z_j>`` with ``observables="Z+ZZ"``).
         action_head: the action distribution and its sizes (:class:`ActionHead`).
         encoder: ``"none"`` (zero-pad the vector), ``"linear"`` or ``"cnn"``.
         input_shape: the flattened observation the encoder takes (``(D,)`` or ``(H, W, C)``).
@@ -499,8 +501,15 @@ def _resolve_readout(cfg: Mapping[str, Any], head: ActionHead, *, prefix: str = 
     """
     logits, n_qubits = head.n_logits, cfg["circuit"]["n_qubits"]
     readout = cfg["readout"]
+    correlators = cfg["circuit"].get("observables", "Z") != "Z"
     if readout == "auto":
-        return "expval" if logits <= n_qubits else "linear"
+        return "expval" if logits <= n_qubits and not correlators else "linear"
+    if readout == "expval" and correlators:
+        raise ConfigError(
+            "readout",
+            f"'expval' reads one <Z> per logit, but circuit.observables is {cfg['circuit']['observables']!r} "
+            f"(more read-outs than logits); use 'linear' (or 'auto'), or observables 'Z'",
+        ).under(prefix)
     if readout == "expval" and logits > n_qubits:
         raise ConfigError(
             "readout",

@@ -125,11 +125,11 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
         with reraise_under("circuit"):  # e.g. execution: 'fast' the fast path cannot run
             self.actor = QuantumLayer(cfg.actor)
-        self.actor_head = nn.Linear(n_qubits, head.n_logits) if cfg.readout == "linear" else nn.Identity()
+        self.actor_head = nn.Linear(cfg.actor.n_readouts, head.n_logits) if cfg.readout == "linear" else nn.Identity()
 
         if cfg.critic_circuit is not None:
             with reraise_under("critic_circuit"):
-                self.critic = nn.Sequential(QuantumLayer(cfg.critic_circuit), nn.Linear(n_qubits, 1))
+                self.critic = nn.Sequential(QuantumLayer(cfg.critic_circuit), nn.Linear(cfg.critic_circuit.n_readouts, 1))
         else:
             self.critic = mlp(n_qubits, cfg.critic_hiddens, 1)
 
