@@ -101,7 +101,7 @@ def mean_curve_table(
     groups: Mapping[str, Sequence[object]], column: str, every: int = 50_000, smooth: int = 10, points: int = 1001
 ) -> str:
     """A markdown table of each group's mean curve (as :func:`plot_mean_curves` draws it) at every
-    ``every`` env steps, up to the shortest group's end: the numbers behind the figure.
+    ``every`` env steps: the numbers behind the figure (``-`` past the end of a group's shortest run).
 
     Args:
         groups: ``{label: [DataFrame or trial folder, ...]}``.
@@ -118,6 +118,11 @@ def mean_curve_table(
         | --- | --- | --- |
         | q (2 runs) | 30.0 | 70.0 |
         | c (1 runs) | 10.0 | 90.0 |
+        >>> print(mean_curve_table({"q": [run(40, 60)], "short": [run(10, 90)[:2]]}, "r", every=100, smooth=1))
+        | mean curve | 100 | 200 |
+        | --- | --- | --- |
+        | q (1 runs) | 40.0 | 60.0 |
+        | short (1 runs) | 10.0 | - |
     """
     import numpy as np
 
@@ -129,11 +134,14 @@ def mean_curve_table(
             ends.append(grid[-1])
     if not rows:
         return "no run has a value of " + repr(column)
-    marks = np.arange(every, min(ends) + 1, every)
+    marks = np.arange(every, max(ends) + 1, every)
+    if not len(marks):
+        return f"every run ends before {every} env steps"
     lines = ["| mean curve | " + " | ".join(f"{m:g}" if m < 1000 else f"{m / 1000:g}k" for m in marks) + " |",
              "|" + " --- |" * (len(marks) + 1)]
     for name, grid, mean in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{mean[np.abs(grid - m).argmin()]:.1f}" for m in marks) + " |")
+        cells = (f"{mean[np.abs(grid - m).argmin()]:.1f}" if m <= grid[-1] else "-" for m in marks)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

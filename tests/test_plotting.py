@@ -45,14 +45,15 @@ def test_plot_writes_a_png(tmp_path):
     assert out.stat().st_size > 1000
 
 
-def test_mean_curve_table_reads_each_groups_mean_at_the_marks_up_to_the_shortest_group():
+def test_mean_curve_table_reads_each_groups_mean_at_the_marks_until_the_group_ends():
     long = [run([0, 100, 200, 300], [0.0, 10.0, 20.0, 30.0]), run([0, 100, 200, 300], [0.0, 30.0, 40.0, 50.0])]
     short = [run([0, 100, 200], [5.0, 5.0, np.nan])]  # its last iteration finished no episode
     table = mean_curve_table({"long": long, "short": short}, "r", every=50, smooth=1, points=301)
     assert table.splitlines() == [
-        "| mean curve | 50 | 100 |",  # the short group's values end at 100
-        "| --- | --- | --- |",
-        "| long (2 runs) | 10.0 | 20.0 |",
-        "| short (1 runs) | 5.0 | 5.0 |",
+        "| mean curve | 50 | 100 | 150 | 200 | 250 | 300 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| long (2 runs) | 10.0 | 20.0 | 25.0 | 30.0 | 35.0 | 40.0 |",
+        "| short (1 runs) | 5.0 | 5.0 | - | - | - | - |",  # its values end at 100
     ]
+    assert mean_curve_table({"long": long}, "r", every=500, smooth=1) == "every run ends before 500 env steps"
     assert mean_curve_table({"none": [run([0, 100], [np.nan, np.nan])]}, "r", smooth=1) == "no run has a value of 'r'"
