@@ -8,13 +8,20 @@ find it", on the features view (no Ray, plain torch, seconds):
    mean ``|<Z_i>|`` of the read-out wires and their standard deviation across states, for several
    seeds. Logits are ``output_scale * <Z_i>``, so the spread bounds how different the action
    probabilities of two states can be.
-2. **Behaviour cloning.** The same module (circuit as policy, no pre-encoder) trained by
+2. **How linear the initial policy is in the features.** For circuit depths and input scalings
+   (``settings``: ``n_layers:input_scale_init``, the shipped config otherwise), the share of the
+   variance of the initial logits across the same states that a linear function of the 5
+   features explains (R^2 of a least-squares fit, mean over the init seeds). A small MLP starts
+   nearly linear; a circuit whose angles span a radian or more per upload, re-uploaded several
+   times, starts as a high-frequency trigonometric function of its inputs.
+3. **Behaviour cloning.** The same module (circuit as policy, no pre-encoder) trained by
    cross-entropy to imitate the scripted ball tracker on ``states`` states (tracker actions with
    30 % random ones mixed in, so off-track states are seen), then played greedily on
    ``episodes`` fresh evaluation episodes (:mod:`rllib_quantum.evaluation`): if it scores near the tracker's 100 per paddle, the circuit can
    represent a ceiling-level policy.
 
     python benchmarks/circuit_capacity.py [--states 20000] [--steps 1500] [--episodes 5]
+        [--settings 4:1.0 4:0.5 6:1.0 ...]
 """
 
 from __future__ import annotations
@@ -41,6 +48,18 @@ class Args:
     lr: float = 0.01
     episodes: int = 5  # greedy episodes of the cloned policies
     seed: int = 0
+    # n_layers:input_scale_init pairs for the linearity measurement (the shipped circuit is 4:1.0)
+    settings: tuple = ("4:1.0", "4:0.5", "4:0.25", "4:1.57", "4:3.0", "3:1.0", "6:1.0")
+
+
+def linear_r2(x, y) -> float:
+    """Share of the variance of ``y`` (``[n, k]``) explained by a least-squares fit ``x @ a + b``."""
+    import torch
+
+    x, y = x.double(), y.double()
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    residual = y - design @ torch.linalg.lstsq(design, y).solution
+    return float(1 - residual.var(0).sum() / y.var(0).sum())
 
 
 def collect_states(n: int, seed: int, expert_prob: float):
@@ -100,7 +119,23 @@ def main() -> None:
             expvals = module.actor(module.encoder(random_states)) / module.actor.output_scale
         print(f"| {seed} | {expvals.abs().mean():.3f} | {expvals.std(0).mean():.3f} | {logits.std(0).mean():.3f} |")
 
-    # 2. Behaviour cloning of the scripted tracker, then greedy play.
+    # 2. How linear the initial policy is in the features, by depth and input scaling.
+    print("\n| n_layers | input_scale_init | linear R^2 of the initial logits (mean over init seeds) | per seed |")
+    print("| --- | --- | --- | --- |")
+    x = random_states
+    for setting in args.settings:
+        layers, scale = setting.split(":")
+        circuit = {**model_config["circuit"], "n_layers": int(layers), "input_scale_init": float(scale)}
+        r2 = []
+        for seed in range(args.seeds):
+            torch.manual_seed(seed)
+            module = make_module({**model_config, "circuit": circuit})
+            with torch.no_grad():
+                logits = module.forward_inference({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS]
+            r2.append(linear_r2(x, logits))
+        print(f"| {layers} | {float(scale):g} | {np.mean(r2):.2f} | {', '.join(f'{v:.2f}' for v in r2)} |")
+
+    # 3. Behaviour cloning of the scripted tracker, then greedy play.
     data = collect_states(args.states, args.seed + 1, expert_prob=0.7)
     modules = {}
     print("\n| paddle | cloning loss | action accuracy | output scale after | seconds |")
