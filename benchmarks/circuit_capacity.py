@@ -9,7 +9,7 @@ find it", on the features view (no Ray, plain torch, seconds):
    seeds. Logits are ``output_scale * <Z_i>``, so the spread bounds how different the action
    probabilities of two states can be.
 2. **How linear the initial policy is in the features.** For circuit depths and input scalings
-   (``settings``: ``n_layers:input_scale_init``, the shipped config otherwise), the share of the
+   (``settings``: ``n_layers:input_scale_init[:ansatz]``, the shipped config otherwise), the share of the
    variance of the initial logits across the same states that a linear function of the 5
    features explains (R^2 of a least-squares fit, mean over the init seeds). A small MLP starts
    nearly linear; a circuit whose angles span a radian or more per upload, re-uploaded several
@@ -21,7 +21,7 @@ find it", on the features view (no Ray, plain torch, seconds):
    represent a ceiling-level policy.
 
     python benchmarks/circuit_capacity.py [--states 20000] [--steps 1500] [--episodes 5]
-        [--settings 4:1.0 4:0.5 6:1.0 ...]
+        [--settings 4:1.0 4:0.5 6:1.0 4:1.0:controlled_rotations ...]
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class Args:
     lr: float = 0.01
     episodes: int = 5  # greedy episodes of the cloned policies
     seed: int = 0
-    # n_layers:input_scale_init pairs for the linearity measurement (the shipped circuit is 4:1.0)
-    settings: tuple = ("4:1.0", "4:0.5", "4:0.25", "4:1.57", "4:3.0", "3:1.0", "6:1.0")
+    # n_layers:input_scale_init[:ansatz] for the linearity measurement (the shipped circuit is 4:1.0)
+    settings: tuple = ("4:1.0", "4:0.5", "4:0.25", "4:1.57", "4:3.0", "3:1.0", "6:1.0", "4:1.0:controlled_rotations")
 
 
 def linear_r2(x, y) -> float:
@@ -120,12 +120,13 @@ def main() -> None:
         print(f"| {seed} | {expvals.abs().mean():.3f} | {expvals.std(0).mean():.3f} | {logits.std(0).mean():.3f} |")
 
     # 2. How linear the initial policy is in the features, by depth and input scaling.
-    print("\n| n_layers | input_scale_init | linear R^2 of the initial logits (mean over init seeds) | per seed |")
-    print("| --- | --- | --- | --- |")
+    print("\n| n_layers | input_scale_init | ansatz | linear R^2 of the initial logits (mean over init seeds) | per seed |")
+    print("| --- | --- | --- | --- | --- |")
     x = random_states
     for setting in args.settings:
-        layers, scale = setting.split(":")
+        layers, scale, *ansatz = setting.split(":")
         circuit = {**model_config["circuit"], "n_layers": int(layers), "input_scale_init": float(scale)}
+        circuit["ansatz"] = ansatz[0] if ansatz else circuit.get("ansatz", "strongly_entangling")
         r2 = []
         for seed in range(args.seeds):
             torch.manual_seed(seed)
@@ -133,7 +134,7 @@ def main() -> None:
             with torch.no_grad():
                 logits = module.forward_inference({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS]
             r2.append(linear_r2(x, logits))
-        print(f"| {layers} | {float(scale):g} | {np.mean(r2):.2f} | {', '.join(f'{v:.2f}' for v in r2)} |")
+        print(f"| {layers} | {float(scale):g} | {circuit['ansatz']} | {np.mean(r2):.2f} | {', '.join(f'{v:.2f}' for v in r2)} |")
 
     # 3. Behaviour cloning of the scripted tracker, then greedy play.
     data = collect_states(args.states, args.seed + 1, expert_prob=0.7)

@@ -29,13 +29,16 @@ def reference_qnode(spec: CircuitSpec, device: str = "default.qubit", diff_metho
                 e = layer if spec.encoding == "reuploading" else 0
                 for i in range(n):
                     gate(s[e, i] * x[..., i], wires=i)
-            if spec.ansatz == "strongly_entangling":
+            if spec.ansatz in ("strongly_entangling", "controlled_rotations"):
                 for i in range(n):
                     qml.Rot(w[layer, i, 0], w[layer, i, 1], w[layer, i, 2], wires=i)
                 if n > 1:
                     r = (layer % (n - 1)) + 1
                     for i in range(n):
-                        qml.CNOT(wires=[i, (i + r) % n])
+                        if spec.ansatz == "strongly_entangling":
+                            qml.CNOT(wires=[i, (i + r) % n])
+                        else:
+                            qml.CRZ(w[layer, i, 3], wires=[i, (i + r) % n])
             else:
                 for i in range(n):
                     qml.RY(w[layer, i, 0], wires=i)
@@ -99,7 +102,7 @@ def compare_to_reference(spec: CircuitSpec, batch: int = 3, seed: int = 0, atol:
 # ---- the PennyLane path equals the written definition ------------------------------------------------
 CASES = [
     (ansatz, encoding, n_qubits, scaling)
-    for ansatz in ("strongly_entangling", "hardware_efficient")
+    for ansatz in ("strongly_entangling", "hardware_efficient", "controlled_rotations")
     for encoding in ("angle", "reuploading")
     for n_qubits in (1, 2, 3, 5)
     for scaling in (True, False)
@@ -153,6 +156,27 @@ def test_correlators_on_an_entangled_state_by_hand(execution):
     torch.testing.assert_close(layer(x), want, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("execution", ["pennylane", "fast"])
+def test_controlled_rotations_start_as_a_product_of_one_wire_circuits(execution):
+    """Their CRZ angles start at 0: each <Z_i> then depends on input i alone (exact: no gate couples
+    two wires). Once the CRZs turn, the other inputs matter."""
+    spec = CircuitSpec(n_qubits=4, n_layers=3, ansatz="controlled_rotations", execution=execution)
+    torch.manual_seed(3)
+    layer = QuantumLayer(spec).double()
+    assert torch.all(layer.weights[..., 3] == 0) and torch.all(layer.weights[..., :3] != 0)
+    x = torch.rand(6, 4, dtype=torch.float64) * 2 - 1
+    for wire in range(4):
+        moved = x.clone()
+        moved[:, [i for i in range(4) if i != wire]] = torch.rand(6, 3, dtype=torch.float64) * 2 - 1
+        with torch.no_grad():
+            torch.testing.assert_close(layer(moved)[:, wire], layer(x)[:, wire], atol=1e-9, rtol=0)
+    with torch.no_grad():
+        layer.weights[..., 3] = 1.0
+        moved = x.clone()
+        moved[:, 1:] = -x[:, 1:]
+        assert (layer(moved)[:, 0] - layer(x)[:, 0]).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("rotation", ["X", "Y", "Z"])
 def test_every_rotation_matches_reference(rotation):
     spec = CircuitSpec(n_qubits=3, n_layers=2, rotation=rotation, execution="pennylane")
@@ -182,7 +206,7 @@ def test_forward_shapes_and_dtype():
     [
         ({"n_qubits": 0}, "n_qubits", ["must be an int in 1..24", "got 0"]),
         ({"n_layers": 0}, "n_layers", [">= 1"]),
-        ({"ansatz": "qaoa"}, "ansatz", ["qaoa", "strongly_entangling", "hardware_efficient"]),
+        ({"ansatz": "qaoa"}, "ansatz", ["qaoa", "strongly_entangling", "hardware_efficient", "controlled_rotations"]),
         ({"encoding": "amplitude"}, "encoding", ["amplitude", "angle", "reuploading"]),
         ({"rotation": "W"}, "rotation", ["'W'", "'X'"]),
         ({"observables": "XX"}, "observables", ["'XX'", "'Z'", "'Z+ZZ'"]),
@@ -291,6 +315,9 @@ def test_spec_round_trips_and_sizes():
     assert spec.weight_shape == (3, 4, 2)
     assert spec.n_parameters == 3 * 4 * 2 + 1 * 4 + 4
     assert sum(p.numel() for p in QuantumLayer(spec).parameters()) == spec.n_parameters
+    crz = CircuitSpec(n_qubits=4, n_layers=3, ansatz="controlled_rotations")
+    assert crz.weight_shape == (3, 4, 4)  # Rot angles + one CRZ angle per wire and layer
+    assert sum(p.numel() for p in QuantumLayer(crz).parameters()) == crz.n_parameters == 3 * 4 * 4 + 3 * 4 + 4
     zz = CircuitSpec(n_qubits=4, n_layers=3, observables="Z+ZZ", n_outputs=3)
     assert CircuitSpec.from_config(zz.to_config()) == zz
     assert zz.readout_wires == ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2)) and zz.n_readouts == 6

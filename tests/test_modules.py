@@ -34,6 +34,7 @@ def make(obs=VEC5, act=D3, **model_config):
         (VEC5, D3, {"readout": "linear", "critic": "quantum"}, "none", "linear", 3),
         (IMG, MD33, {"critic": "quantum", "circuit": {"n_qubits": 4, "n_layers": 1, "ansatz": "hardware_efficient"}}, "cnn", "linear", 6),
         (VEC5, D3, {"critic": "quantum", "circuit": {"n_qubits": 5, "n_layers": 2, "observables": "Z+ZZ"}}, "none", "linear", 3),
+        (VEC5, D3, {"readout": "linear", "circuit": {"n_qubits": 5, "n_layers": 2, "ansatz": "controlled_rotations"}}, "none", "linear", 3),
     ],
 )
 def test_forward_shapes_and_gradients_reach_every_parameter(obs, act, model_config, encoder, readout, n_logits):

@@ -21,6 +21,7 @@ SPECS = [
     {"n_qubits": 4, "n_layers": 3, "rotation": "Z", "encoding": "reuploading", "output_scaling": True},
     {"n_qubits": 2, "n_layers": 1, "n_outputs": 1},
     {"n_qubits": 5, "n_layers": 2, "observables": "Z+ZZ"},  # 15 read-outs
+    {"n_qubits": 4, "n_layers": 3, "ansatz": "controlled_rotations"},
 ]
 
 

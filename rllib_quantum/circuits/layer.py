@@ -81,6 +81,8 @@ class QuantumLayer(nn.Module):
             weights = torch.rand(spec.weight_shape) * 2 * math.pi
         else:
             weights = torch.randn(spec.weight_shape) * spec.weight_init_std
+        if spec.ansatz == "controlled_rotations":
+            weights[..., 3] = 0.0  # the CRZ entanglers start switched off (see CircuitSpec)
         if spec.trainable_weights:
             self.weights = nn.Parameter(weights)
         else:  # frozen: a buffer, so no optimizer ever sees it, but state_dict (syncs, checkpoints) does

@@ -17,7 +17,7 @@ import numpy as np
 
 from rllib_quantum.errors import ConfigError
 
-ANSATZE = ("strongly_entangling", "hardware_efficient")
+ANSATZE = ("strongly_entangling", "hardware_efficient", "controlled_rotations")
 ENCODINGS = ("angle", "reuploading")
 ROTATIONS = ("X", "Y", "Z")
 # What the circuit measures on its read-out wires: PauliZ of each, or also PauliZ x PauliZ of every pair.
@@ -34,7 +34,7 @@ MAX_QUBITS = 24
 _AMPLITUDE_BYTES = 8  # complex64
 
 # Trainable weights per qubit and layer, by ansatz.
-WEIGHTS_PER_QUBIT = {"strongly_entangling": 3, "hardware_efficient": 2}
+WEIGHTS_PER_QUBIT = {"strongly_entangling": 3, "hardware_efficient": 2, "controlled_rotations": 4}
 
 
 def _known_devices() -> tuple:
@@ -111,8 +111,12 @@ class CircuitSpec:
         n_qubits: register size, 1 to :data:`MAX_QUBITS` (24); the input has this many features, one per wire.
         n_layers: variational layers (>= 1).
         ansatz: ``"strongly_entangling"`` (``Rot`` on every wire + CNOT entanglers of growing
-            range, PennyLane's ``StronglyEntanglingLayers``) or ``"hardware_efficient"``
-            (``RY``, ``RZ`` on every wire + a CNOT ring).
+            range, PennyLane's ``StronglyEntanglingLayers``), ``"hardware_efficient"``
+            (``RY``, ``RZ`` on every wire + a CNOT ring) or ``"controlled_rotations"`` (``Rot``
+            on every wire + trainable ``CRZ`` entanglers over the same pairs as
+            ``strongly_entangling``; their angles start at 0, so the circuit starts as a product
+            of one-wire circuits, a sum of one-feature functions under a linear read-out, and
+            learns its entanglement).
         encoding: ``"angle"`` (inputs encoded once, before the first layer) or ``"reuploading"``
             (inputs re-encoded before every layer).
         rotation: the encoding rotation, ``"X"``, ``"Y"`` or ``"Z"``.
@@ -252,7 +256,8 @@ class CircuitSpec:
         return self.n_layers if self.encoding == "reuploading" else 1
 
     def entangler_range(self, layer: int) -> int:
-        """CNOT range of ``strongly_entangling`` layer ``layer`` (PennyLane's default ranges)."""
+        """Entangler range of layer ``layer`` (PennyLane's default ranges): ``strongly_entangling``
+        and ``controlled_rotations`` entangle wire ``i`` with wire ``(i + range) mod n``."""
         return (layer % (self.n_qubits - 1)) + 1 if self.n_qubits > 1 else 0
 
     @property

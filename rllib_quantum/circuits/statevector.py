@@ -57,6 +57,8 @@ DENSE_TRAIN_MAX_QUBITS = 5  # with autograd
 DENSE_MAX_ROWS = 64
 # Wires per chunk in the factored strategy (chunk matrices are 2**k x 2**k per sample).
 FACTORED_CHUNK_QUBITS = 4
+# Marks a factored operation that multiplies the state by a diagonal of phases (CRZ entanglers).
+PHASES = "phases"
 
 
 # ---- when the fast path applies ----------------------------------------------------------------
@@ -111,6 +113,12 @@ _ENTRY_MAPS = {
         [0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0],
         [0, 0, 0, 0, -0.5, -0.5, 0.5, 0.5],
     ],
+    "controlled_rotations": [  # rows: phi, theta, omega (a Rot, as strongly_entangling), CRZ angle (not a rotation)
+        [0, 0, 0, 0, -0.5, 0.5, -0.5, 0.5],
+        [0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0],
+        [0, 0, 0, 0, -0.5, -0.5, 0.5, 0.5],
+        [0, 0, 0, 0, 0, 0, 0, 0],
+    ],
 }
 _ENTRY_OFFSETS = [0, math.pi / 2, -math.pi / 2, 0, 0, 0, 0, 0]
 _entry_constants: Dict[tuple, Tuple[torch.Tensor, torch.Tensor]] = {}
@@ -119,8 +127,8 @@ _entry_constants: Dict[tuple, Tuple[torch.Tensor, torch.Tensor]] = {}
 def layer_rotations(spec: CircuitSpec, weights: torch.Tensor, layer: Optional[int] = None) -> torch.Tensor:
     """The single-qubit unitary each wire gets in a variational layer: ``(n_qubits, 2, 2)``.
 
-    ``strongly_entangling``: PennyLane's ``Rot(w[l,i,0], w[l,i,1], w[l,i,2]) = RZ(w[l,i,2])
-    RY(w[l,i,1]) RZ(w[l,i,0])``; ``hardware_efficient``: ``RZ(w[l,i,1]) @ RY(w[l,i,0])`` (``RY``
+    ``strongly_entangling`` and ``controlled_rotations``: PennyLane's ``Rot(w[l,i,0], w[l,i,1],
+    w[l,i,2]) = RZ(w[l,i,2]) RY(w[l,i,1]) RZ(w[l,i,0])``; ``hardware_efficient``: ``RZ(w[l,i,1]) @ RY(w[l,i,0])`` (``RY``
     is applied first). Matrices as in the module docstring.
 
     Args:
@@ -150,7 +158,7 @@ def layer_rotations(spec: CircuitSpec, weights: torch.Tensor, layer: Optional[in
 def entangler_cnots(spec: CircuitSpec, layer: int) -> List[Tuple[int, int]]:
     """The ``(control, target)`` CNOTs of layer ``layer``, in application order (see ``templates``)."""
     n = spec.n_qubits
-    if n == 1:
+    if n == 1 or spec.ansatz == "controlled_rotations":  # its entanglers are CRZ phases, not CNOTs
         return []
     if spec.ansatz == "strongly_entangling":
         r = spec.entangler_range(layer)
@@ -213,7 +221,8 @@ class CompiledWeights(NamedTuple):
     multiplied); leading dims are stack dims (one circuit per entry, see
     :meth:`StatevectorCircuit.__call__`). Factored:
     ``layers[l]`` is a tuple of operations, ``(start, length, matrix)`` for a Kronecker block on
-    wires ``start .. start+length-1`` or ``(None, None, perm)`` for a basis permutation.
+    wires ``start .. start+length-1``, ``(None, None, perm)`` for a basis permutation or
+    ``(PHASES, None, phases)`` for a diagonal (``2**n`` unit phases, CRZ entanglers).
     """
 
     dense: bool
@@ -229,6 +238,7 @@ class _Constants(NamedTuple):
     frame_perms: Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], ...]  # per layer: H^n P H^n (X only)
     layer_perms: torch.Tensor  # (n_layers, 2**n) long: each layer's entangler permutation (identity rows for none)
     frame_dagger: Optional[torch.Tensor]  # (2**n, 2**n) complex: (frame^dagger)^(x n); None for Z
+    crz_signs: Optional[torch.Tensor]  # (n_layers, n, 2**n) real: -bit_c(k) z_t(k) / 2 of wire i's CRZ; None without CRZs
 
 
 class StatevectorCircuit:
@@ -317,7 +327,18 @@ class StatevectorCircuit:
         readout = signs.repeat_interleave(2, dim=0).contiguous()
         layer_perms = torch.stack([index if p is None else p[0] for p in perms])
         frame_dagger = None if frame is None else kron_chain([frame.conj().T] * n)
-        return _Constants(-0.5 * zsigns_t, readout, start, frame, perms, frame_perms, layer_perms, frame_dagger)
+        crz_signs = None
+        if spec.ansatz == "controlled_rotations" and n > 1:  # CRZ(t) on (c, u): phase -t/2 * bit_c(k) * z_u(k)
+            targets = [[(i + spec.entangler_range(layer)) % n for i in range(n)] for layer in range(spec.n_layers)]
+            crz_signs = torch.stack([-0.5 * bits.to(rdtype) * zsigns_t[t] for t in targets])
+        return _Constants(-0.5 * zsigns_t, readout, start, frame, perms, frame_perms, layer_perms, frame_dagger, crz_signs)
+
+    def _entangler_phases(self, consts: _Constants, w: torch.Tensor) -> Optional[torch.Tensor]:
+        """``exp(i phase(k))`` of every layer's CRZ entanglers, ``(..., n_layers, 2**n)`` (diagonal
+        gates: all of a layer's CRZs are one phase per basis state); ``None`` without CRZs."""
+        if consts.crz_signs is None:
+            return None
+        return _unit_phases(torch.einsum("...li,lik->...lk", w[..., 3], consts.crz_signs))
 
     # ---- weights -> operators -----------------------------------------------------------------
     def compile(
@@ -347,13 +368,15 @@ class StatevectorCircuit:
         if dense:
             return CompiledWeights(True, self._dense_layers(consts, w))
         layers = []
+        phases = self._entangler_phases(consts, w)
         for layer in range(spec.n_layers):
             rotations = layer_rotations(spec, w, layer)
             frame_in = consts.frame is not None and (spec.encoding == "reuploading" or layer == 0)
             frame_out = consts.frame is not None and spec.encoding == "reuploading" and layer < spec.n_layers - 1
             if frame_in:
                 rotations = rotations @ consts.frame
-            layers.append(self._factored_layer(consts, rotations, layer, frame_out))
+            layer_phases = None if phases is None else phases[layer]
+            layers.append(self._factored_layer(consts, rotations, layer, frame_out, layer_phases))
         return CompiledWeights(False, tuple(layers))
 
     def _dense_layers(self, consts: _Constants, w: torch.Tensor) -> torch.Tensor:
@@ -369,7 +392,10 @@ class StatevectorCircuit:
                 rotations = torch.cat([rotations[..., :1, :, :, :] @ consts.frame, rotations[..., 1:, :, :, :]], dim=-4)
         mats = kron_chain(list(rotations.unbind(-3)))  # (..., L, 2**n, 2**n)
         rows = torch.arange(n_layers, device=w.device)[:, None]
-        mats = mats[..., rows, consts.layer_perms, :]  # each layer's entangler: a row permutation
+        mats = mats[..., rows, consts.layer_perms, :]  # each layer's CNOT entangler: a row permutation
+        phases = self._entangler_phases(consts, w)
+        if phases is not None:  # each layer's CRZ entangler: a diagonal, i.e. a scaling of the rows
+            mats = mats * phases.unsqueeze(-1)
         if consts.frame_dagger is not None and spec.encoding == "reuploading" and n_layers > 1:
             mats = torch.cat([consts.frame_dagger @ mats[..., :-1, :, :], mats[..., -1:, :, :]], dim=-3)
         if spec.encoding == "angle":
@@ -379,12 +405,15 @@ class StatevectorCircuit:
             mats = total.unsqueeze(-3)
         return mats.transpose(-1, -2)
 
-    def _factored_layer(self, consts: _Constants, rotations: torch.Tensor, layer: int, frame_out: bool) -> tuple:
-        """Layer ``layer`` as Kronecker blocks and a permutation (then blocks of frame^dagger, for Y)."""
+    def _factored_layer(
+        self, consts: _Constants, rotations: torch.Tensor, layer: int, frame_out: bool, phases: Optional[torch.Tensor] = None
+    ) -> tuple:
+        """Layer ``layer`` as Kronecker blocks and a permutation, or a diagonal of ``phases`` for CRZ
+        entanglers (then blocks of frame^dagger, for Y, or for X with CRZs)."""
         chunks = _chunks(self.spec.n_qubits, FACTORED_CHUNK_QUBITS)
         perm = consts.perms[layer]
         tail = []
-        if frame_out and self.spec.rotation == "X":  # H^n P kron(U) = P' kron(H U) (H is its own inverse)
+        if frame_out and self.spec.rotation == "X" and phases is None:  # H^n P kron(U) = P' kron(H U) (H is its own inverse)
             rotations = consts.frame @ rotations
             perm = consts.frame_perms[layer]
         elif frame_out:
@@ -393,6 +422,8 @@ class StatevectorCircuit:
         ops = [(s, k, kron_chain(list(rotations[s : s + k]))) for s, k in chunks]
         if perm is not None:
             ops.append((None, None, perm))
+        if phases is not None:
+            ops.append((PHASES, None, phases))
         return tuple(ops + tail)
 
     # ---- running ---------------------------------------------------------------------------------
@@ -444,7 +475,10 @@ class StatevectorCircuit:
             if layer > 0 and spec.encoding == "reuploading":
                 psi = psi * _unit_phases(phases[:, layer])
             for start, length, op in ops:
-                psi = _Permute.apply(psi, *op) if start is None else _apply_block(psi, op, start, length)
+                if start is PHASES:
+                    psi = psi * op
+                else:
+                    psi = _Permute.apply(psi, *op) if start is None else _apply_block(psi, op, start, length)
         # |amplitude|**2 summed against the read-out signs in one matmul: (re, im) pairs interleaved.
         squares = torch.view_as_real(psi).flatten(-2).square()
         return squares @ consts.readout_pairs

@@ -14,6 +14,10 @@ by the input scaling ``s``), weights ``w`` of shape ``spec.weight_shape``::
 ``Rot(w[l,i,0], w[l,i,1], w[l,i,2])`` on every wire ``i``, then, if ``n > 1``,
 ``CNOT(i, (i + r) mod n)`` for ``i = 0 .. n-1`` with ``r = (l mod (n-1)) + 1``.
 
+``controlled_rotations`` layer ``l``: ``Rot(w[l,i,0], w[l,i,1], w[l,i,2])`` on every wire ``i``,
+then, if ``n > 1``, ``CRZ(w[l,i,3])`` with control ``i`` and target ``(i + r) mod n`` for
+``i = 0 .. n-1`` (``r`` as above). ``QuantumLayer`` starts every ``w[l,i,3]`` at 0.
+
 ``hardware_efficient`` layer ``l``: ``RY(w[l,i,0])`` then ``RZ(w[l,i,1])`` on every wire ``i``,
 then ``CNOT(0, 1)`` if ``n == 2``, or the ring ``CNOT(i, (i + 1) mod n)`` for ``i = 0 .. n-1`` if
 ``n >= 3``.
@@ -38,6 +42,14 @@ def ansatz_layer(spec: CircuitSpec, weights, layer: int) -> None:
         qml.StronglyEntanglingLayers(
             weights[layer : layer + 1], wires=range(n), ranges=[spec.entangler_range(layer)] if n > 1 else None
         )
+        return
+    if spec.ansatz == "controlled_rotations":
+        for i in range(n):
+            qml.Rot(weights[layer, i, 0], weights[layer, i, 1], weights[layer, i, 2], wires=i)
+        if n > 1:
+            r = spec.entangler_range(layer)
+            for i in range(n):
+                qml.CRZ(weights[layer, i, 3], wires=[i, (i + r) % n])
         return
     for i in range(n):
         qml.RY(weights[layer, i, 0], wires=i)
