@@ -134,7 +134,8 @@ def main() -> None:
             with torch.no_grad():
                 logits = module.forward_inference({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS]
             r2.append(linear_r2(x, logits))
-        print(f"| {layers} | {float(scale):g} | {circuit['ansatz']} | {np.mean(r2):.2f} | {', '.join(f'{v:.2f}' for v in r2)} |")
+        per_seed = ", ".join(f"{v:.2f}" for v in r2)
+        print(f"| {layers} | {float(scale):g} | {circuit['ansatz']} | {np.mean(r2):.2f} | {per_seed} |")
 
     # 3. Behaviour cloning of the scripted tracker, then greedy play.
     data = collect_states(args.states, args.seed + 1, expert_prob=0.7)

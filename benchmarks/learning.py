@@ -115,7 +115,8 @@ def stored_runs(folders) -> dict:
     ``LABEL=FOLDER`` puts its runs under ``LABEL`` (every variant in it), else under the variant."""
     groups = {}
     for entry in folders:
-        label, _, path = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        # LABEL=FOLDER, unless the whole entry is a folder (a path may hold "=" itself)
+        label, path = entry.split("=", 1) if "=" in entry and not Path(entry).exists() else ("", entry)
         folder = Path(path)
         experiments = sorted(folder.glob("learning-*"))
         if not experiments:

@@ -31,8 +31,8 @@ class QuantumLayer(nn.Module):
     """A variational quantum circuit with trainable weights, input and output scaling.
 
     ``forward(x)`` maps ``(..., n_qubits)`` inputs to ``(..., spec.n_readouts)`` expectation
-    values (``<Z_i>``, and ``<Z_i Z_j>`` for ``observables="Z+ZZ"``; times the output scaling), in ``x``'s dtype. Two execution paths compute the same
-    numbers (:attr:`execution_path`):
+    values (``<Z_i>``, and ``<Z_i Z_j>`` for ``observables="Z+ZZ"``; times the output scaling),
+    in ``x``'s dtype. Two execution paths compute the same numbers (:attr:`execution_path`):
 
     * ``"fast"``: the exact statevector simulation in torch
       (:mod:`rllib_quantum.circuits.statevector`), differentiated by torch autograd; complex64 for

@@ -17,13 +17,14 @@ strategies apply those layers and compute the same numbers (:meth:`StatevectorCi
 picks one):
 
 * **dense** (small registers): every layer (rotations, then its CNOT entangler, which is one fixed
-  permutation of the ``2**n`` basis states) is one ``2**n x 2**n`` matrix, applied as one complex
+  permutation of the ``2**n`` basis states, or its CRZ entangler, one diagonal of phases) is one
+  ``2**n x 2**n`` matrix, applied as one complex
   matmul. With the weights fixed (:meth:`StatevectorCircuit.compile`), ``angle`` encoding
   multiplies all layers into one matrix: batch-1 inference is one encoding and one matrix-vector
   product.
 * **factored** (larger registers, and training, where ``4**n`` matrices do not pay): per layer,
   Kronecker blocks of at most ``FACTORED_CHUNK_QUBITS`` wires applied as GEMMs, then the entangler
-  as one gather with a precomputed permutation.
+  as one gather with a precomputed permutation (CNOTs) or one product with a diagonal (CRZs).
 
 Read-outs are ``|amplitude|**2`` times a fixed ``(2**n, n_readouts)`` matrix of signs: ``z_i(k)``
 for ``<Z_i>``, the product ``z_i(k) z_j(k)`` for a correlator ``<Z_i Z_j>``.
@@ -128,8 +129,9 @@ def layer_rotations(spec: CircuitSpec, weights: torch.Tensor, layer: Optional[in
     """The single-qubit unitary each wire gets in a variational layer: ``(n_qubits, 2, 2)``.
 
     ``strongly_entangling`` and ``controlled_rotations``: PennyLane's ``Rot(w[l,i,0], w[l,i,1],
-    w[l,i,2]) = RZ(w[l,i,2]) RY(w[l,i,1]) RZ(w[l,i,0])``; ``hardware_efficient``: ``RZ(w[l,i,1]) @ RY(w[l,i,0])`` (``RY``
-    is applied first). Matrices as in the module docstring.
+    w[l,i,2]) = RZ(w[l,i,2]) RY(w[l,i,1]) RZ(w[l,i,0])`` (a ``controlled_rotations`` layer's
+    ``w[l,i,3]`` is its CRZ angle, no part of the rotation); ``hardware_efficient``:
+    ``RZ(w[l,i,1]) @ RY(w[l,i,0])`` (``RY`` is applied first). Matrices as in the module docstring.
 
     Args:
         spec: the circuit.
@@ -231,14 +233,14 @@ class CompiledWeights(NamedTuple):
 
 class _Constants(NamedTuple):
     phase_signs: torch.Tensor  # (n, 2**n) real: -z_i(k) / 2, z_i(k) = 1 - 2 * bit_i(k)
-    readout_pairs: torch.Tensor  # (2 * 2**n, n_readouts) real: prod of z_i(k) over each read-out's wires, each row twice
+    readout_pairs: torch.Tensor  # (2 * 2**n, n_readouts) real: prod of z_i(k) over a read-out's wires, rows twice
     start: torch.Tensor  # (2**n,) real, >= 0: frame^dagger |0...0> (a real state up to phase)
     frame: Optional[torch.Tensor]  # (2, 2) complex v with R(t) = v RZ(t) v^dagger; None for Z
     perms: Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], ...]  # per layer: (perm, inverse)
     frame_perms: Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], ...]  # per layer: H^n P H^n (X only)
     layer_perms: torch.Tensor  # (n_layers, 2**n) long: each layer's entangler permutation (identity rows for none)
     frame_dagger: Optional[torch.Tensor]  # (2**n, 2**n) complex: (frame^dagger)^(x n); None for Z
-    crz_signs: Optional[torch.Tensor]  # (n_layers, n, 2**n) real: -bit_c(k) z_t(k) / 2 of wire i's CRZ; None without CRZs
+    crz_signs: Optional[torch.Tensor]  # (n_layers, n, 2**n) real: -bit_c(k) z_t(k) / 2 of wire i's CRZ, or None
 
 
 class StatevectorCircuit:
@@ -331,7 +333,9 @@ class StatevectorCircuit:
         if spec.ansatz == "controlled_rotations" and n > 1:  # CRZ(t) on (c, u): phase -t/2 * bit_c(k) * z_u(k)
             targets = [[(i + spec.entangler_range(layer)) % n for i in range(n)] for layer in range(spec.n_layers)]
             crz_signs = torch.stack([-0.5 * bits.to(rdtype) * zsigns_t[t] for t in targets])
-        return _Constants(-0.5 * zsigns_t, readout, start, frame, perms, frame_perms, layer_perms, frame_dagger, crz_signs)
+        return _Constants(
+            -0.5 * zsigns_t, readout, start, frame, perms, frame_perms, layer_perms, frame_dagger, crz_signs
+        )
 
     def _entangler_phases(self, consts: _Constants, w: torch.Tensor) -> Optional[torch.Tensor]:
         """``exp(i phase(k))`` of every layer's CRZ entanglers, ``(..., n_layers, 2**n)`` (diagonal
@@ -406,14 +410,20 @@ class StatevectorCircuit:
         return mats.transpose(-1, -2)
 
     def _factored_layer(
-        self, consts: _Constants, rotations: torch.Tensor, layer: int, frame_out: bool, phases: Optional[torch.Tensor] = None
+        self,
+        consts: _Constants,
+        rotations: torch.Tensor,
+        layer: int,
+        frame_out: bool,
+        phases: Optional[torch.Tensor] = None,
     ) -> tuple:
         """Layer ``layer`` as Kronecker blocks and a permutation, or a diagonal of ``phases`` for CRZ
         entanglers (then blocks of frame^dagger, for Y, or for X with CRZs)."""
         chunks = _chunks(self.spec.n_qubits, FACTORED_CHUNK_QUBITS)
         perm = consts.perms[layer]
         tail = []
-        if frame_out and self.spec.rotation == "X" and phases is None:  # H^n P kron(U) = P' kron(H U) (H is its own inverse)
+        # H^n P kron(U) = P' kron(H U) (H is its own inverse); not for the CRZs' diagonal
+        if frame_out and self.spec.rotation == "X" and phases is None:
             rotations = consts.frame @ rotations
             perm = consts.frame_perms[layer]
         elif frame_out:

@@ -129,7 +129,8 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
         if cfg.critic_circuit is not None:
             with reraise_under("critic_circuit"):
-                self.critic = nn.Sequential(QuantumLayer(cfg.critic_circuit), nn.Linear(cfg.critic_circuit.n_readouts, 1))
+                critic_circuit = QuantumLayer(cfg.critic_circuit)
+                self.critic = nn.Sequential(critic_circuit, nn.Linear(cfg.critic_circuit.n_readouts, 1))
         else:
             self.critic = mlp(n_qubits, cfg.critic_hiddens, 1)
 
