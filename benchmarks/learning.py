@@ -138,11 +138,12 @@ def per_paddle_frames(groups: dict) -> dict:
             for name, runs in groups.items()}
 
 
-def plot_comparison(groups: dict, levels: dict, out: Path) -> Path:
-    """One figure: each variant's mean training-return curve over its seeds, their range shaded."""
+def plot_comparison(frames: dict, levels: dict, out: Path) -> Path:
+    """One figure: each variant's mean training-return curve over its seeds, their range shaded
+    (``frames``: :func:`per_paddle_frames`)."""
     from rllib_quantum.plotting import plot_mean_curves
 
-    return plot_mean_curves(per_paddle_frames(groups), out, column=PER_PADDLE,
+    return plot_mean_curves(frames, out, column=PER_PADDLE,
                             title="training return per paddle, mean over seeds", smooth=10, levels=levels)
 
 
@@ -176,10 +177,11 @@ def main() -> None:
         groups = stored_runs(args.curves_from)
         for name, runs in groups.items():
             print(f"{name}: {len(runs)} runs")
-        print(f"curves: {plot_comparison(groups, levels, comparison)}")
+        frames = per_paddle_frames(groups)  # every progress.csv read once, for the figure and its table
+        print(f"curves: {plot_comparison(frames, levels, comparison)}")
         from rllib_quantum.plotting import mean_curve_table
 
-        print(mean_curve_table(per_paddle_frames(groups), column=PER_PADDLE, smooth=10))
+        print(mean_curve_table(frames, column=PER_PADDLE, smooth=10))
         return
     try:  # a bad --set key or value fails here, naming it, before Ray starts
         scored = {name: scored_agent(build_experiment(*variant_config(name, args))) for name in args.variants}
@@ -226,7 +228,7 @@ def main() -> None:
             f"{statistics.fmean(r[1] for r in rows):.1f} | {reached} of {len(rows)} |"
         )
     if len(frames) > 1:
-        print(f"curves of all variants: {plot_comparison(frames, levels, comparison)}")
+        print(f"curves of all variants: {plot_comparison(per_paddle_frames(frames), levels, comparison)}")
     print(f"\nreference per paddle: {levels}")
 
 

@@ -8,6 +8,7 @@ gate by gate in the README ("The circuits") and in :func:`rllib_quantum.circuits
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import numbers
@@ -231,7 +232,7 @@ class CircuitSpec:
         """Shape of the variational weights: ``(n_layers, n_qubits, weights_per_qubit)``."""
         return (self.n_layers, self.n_qubits, WEIGHTS_PER_QUBIT[self.ansatz])
 
-    @property
+    @functools.cached_property  # read on every forward pass (output width): computed once per spec
     def readout_wires(self) -> tuple:
         """The measured observables, as wire tuples in read-out order: ``(i,)`` for ``<Z_i>``,
         ``(i, j)`` for ``<Z_i Z_j>``.
