@@ -27,13 +27,18 @@ def _module(**model_config):
 def test_parameter_groups_partition_the_trainable_parameters(critic):
     module = _module(critic=critic)
     groups = module.parameter_groups()
-    assert list(groups) == ["circuit", "input_scale", "output_scale", "classical"]
+    assert list(groups) == ["circuit", "input_scale", "output_scale", "classical", "critic"]
     ids = [id(p) for params in groups.values() for p in params]
     assert len(ids) == len(set(ids))
     assert set(ids) == {id(p) for p in module.parameters() if p.requires_grad}
     assert [p is module.actor.weights for p in groups["circuit"]][0]
     assert len(groups["circuit"]) == (2 if critic == "quantum" else 1)
     assert all(p.dim() == 1 for p in groups["output_scale"])
+    # the critic group is the value branch's classical part, the rest of the classical weights the actor's
+    critic_circuit = [id(layer.weights) for path, layer in module.quantum_layers().items() if path != "actor"]
+    assert {id(p) for p in groups["critic"]} == {id(p) for p in module.critic.parameters()} - set(critic_circuit) - {
+        id(p) for p in groups["input_scale"] + groups["output_scale"]}
+    assert {id(p) for p in groups["classical"]} == {id(p) for p in module.actor_head.parameters()}
 
 
 def test_frozen_circuit_weights_are_state_but_not_parameters():
@@ -48,7 +53,7 @@ def test_frozen_circuit_weights_are_state_but_not_parameters():
     "value, key, match",
     [
         ({"circuits": 1.0}, "lr_multipliers",
-         r"unknown key\(s\) \['circuits'\]; allowed: \['circuit', 'input_scale', 'output_scale', 'classical'\]"),
+         r"unknown key\(s\) \['circuits'\]; allowed: \['circuit', 'input_scale', 'output_scale', 'classical', 'critic'\]"),
         ({"circuit": -1}, "lr_multipliers.circuit", r"must be a finite number >= 0, got -1"),
         ({"classical": float("nan")}, "lr_multipliers.classical", r"must be a finite number >= 0"),
         ([1.0], "lr_multipliers", r"must be a dict"),
@@ -67,7 +72,8 @@ def _local_learner(algo):
 def test_each_group_trains_at_its_own_rate_and_zero_freezes(build_algo):
     exp = load_experiment(CONFIG, tiny("quantum", **{
         "ppo.lr": 0.004,
-        "model_config.lr_multipliers": {"circuit": 1.0, "input_scale": 0.5, "output_scale": 0.0, "classical": 0.25},
+        "model_config.lr_multipliers": {"circuit": 1.0, "input_scale": 0.5, "output_scale": 0.0, "classical": 0.25,
+                                          "critic": 2.0},
     }))
     assert exp.algo_config.learner_class is QuantumPPOTorchLearner
     algo = build_algo(exp.algo_config)
@@ -75,7 +81,8 @@ def test_each_group_trains_at_its_own_rate_and_zero_freezes(build_algo):
     module = learner.module["paddle_0"].unwrapped()
     [(name, optimizer)] = learner.get_optimizers_for_module("paddle_0")  # one Adam, one param group per group
     lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
-    assert lrs == {"circuit": pytest.approx(0.004), "input_scale": pytest.approx(0.002), "classical": pytest.approx(0.001)}
+    assert lrs == {"circuit": pytest.approx(0.004), "input_scale": pytest.approx(0.002), "classical": pytest.approx(0.001),
+                   "critic": pytest.approx(0.008)}
     groups = module.parameter_groups()
     for group in optimizer.param_groups:
         assert [id(p) for p in group["params"]] == [id(p) for p in groups[group["name"]]]
@@ -83,7 +90,7 @@ def test_each_group_trains_at_its_own_rate_and_zero_freezes(build_algo):
     algo.train()
     after = module.state_dict()
     assert torch.equal(before["actor.output_scale"], after["actor.output_scale"])  # multiplier 0: frozen
-    for key in ("actor.weights", "actor.input_scale", "critic.0.weight"):
+    for key in ("actor.weights", "actor.input_scale", "actor_head.weight", "critic.0.weight"):
         assert not torch.equal(before[key], after[key]), key
 
 
@@ -104,7 +111,7 @@ def test_lr_schedule_moves_every_group_at_its_multiplier(build_algo):
         assert all(type(lr) is float for lr in lrs.values()), lrs
         assert lrs["input_scale"] == pytest.approx(0.5 * lrs["circuit"])
         assert lrs["output_scale"] == pytest.approx(2.0 * lrs["circuit"])
-        assert lrs["classical"] == pytest.approx(lrs["circuit"])
+        assert lrs["classical"] == pytest.approx(lrs["circuit"]) == pytest.approx(lrs["critic"])
         seen.append(lrs["circuit"])
     assert 0.004 > seen[0] > seen[1] >= 0.0004 - 1e-12, seen  # annealed, step by step
     assert 0.01 >= entropy_coeffs[0] > entropy_coeffs[1] >= 0.0, entropy_coeffs  # its schedule too

@@ -183,7 +183,7 @@ def test_ppo_update_with_stacked_modules_equals_per_module_update(build_algo):
             if name != "actor.weights":
                 torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-4, msg=f"{mid}.{name}")
         [(_, optimizer)] = stacked.get_optimizers_for_module(mid)
-        assert [g["name"] for g in optimizer.param_groups] == ["circuit", "input_scale", "output_scale", "classical"]
+        assert [g["name"] for g in optimizer.param_groups] == ["circuit", "input_scale", "output_scale", "classical", "critic"]
         own = {id(p) for p in stacked.module[mid].parameters()}  # Adam state on this module's own tensors only
         assert optimizer.state and all(id(p) in own and int(s["step"]) > 0 for p, s in optimizer.state.items())
     # the two modules are trained apart: different weights, each with its own Adam moments

@@ -4,8 +4,9 @@ Three additions, all inert for modules without circuits (RLlib's classical modul
 under ``PPOTorchLearner``), and a numerical-safety check for every module:
 
 * **Per-group learning rates.** A :class:`~rllib_quantum.modules.QuantumPPORLModule` splits its
-  trainable parameters into ``circuit`` (variational weights), ``input_scale``, ``output_scale``
-  and ``classical`` (encoder, linear read-out head, critic). The module's Adam optimizer (RLlib's
+  trainable parameters into ``circuit`` (variational weights), ``input_scale``, ``output_scale``,
+  ``critic`` (critic MLP, or a quantum critic's head) and ``classical`` (encoder, actor read-out
+  head). The module's Adam optimizer (RLlib's
   ``default_optimizer``) has one param group per parameter group (its ``"name"``), whose learning
   rate is PPO's ``lr`` (a fixed value or a schedule) times the group's entry in
   ``model_config["lr_multipliers"]`` (its ``"lr_multiplier"``); a multiplier of 0 freezes the group.

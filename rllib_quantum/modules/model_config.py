@@ -36,7 +36,7 @@ ENCODERS = ("auto", "none", "linear", "cnn")
 READOUTS = ("auto", "expval", "linear")
 CRITICS = ("classical", "quantum")
 # Trainable parameter groups of a quantum module (see QuantumPPORLModule.parameter_groups).
-PARAMETER_GROUPS = ("circuit", "input_scale", "output_scale", "classical")
+PARAMETER_GROUPS = ("circuit", "input_scale", "output_scale", "classical", "critic")
 
 DEFAULT_MODEL_CONFIG: dict = {
     # CircuitSpec keys of the actor circuit (see rllib_quantum.circuits.CircuitSpec).

@@ -259,10 +259,11 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return self.quantum_config.lr_multipliers
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
-        """Trainable parameters by group: ``circuit`` (variational weights of every circuit),
-        ``input_scale``, ``output_scale`` and ``classical`` (everything else: encoder, read-out
-        head, critic MLP). :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` gives each group
-        its own learning rate."""
+        """Trainable parameters by group: ``circuit`` (variational weights of every circuit, the
+        quantum critic's too), ``input_scale``, ``output_scale``, ``critic`` (the classical critic
+        MLP, or the quantum critic's linear head) and ``classical`` (everything else: encoder,
+        actor read-out head, Gaussian log-std). :class:`~rllib_quantum.learners.QuantumPPOTorchLearner`
+        gives each group its own learning rate."""
         groups: Dict[str, List[nn.Parameter]] = {g: [] for g in PARAMETER_GROUPS}
         seen = set()
         for layer in self.quantum_layers().values():
@@ -270,7 +271,9 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 group = {"weights": "circuit"}.get(name, name)
                 groups[group].append(param)
                 seen.add(id(param))
-        groups["classical"] = [p for p in self.parameters() if p.requires_grad and id(p) not in seen]
+        for group, params in (("critic", self.critic.parameters()), ("classical", self.parameters())):
+            groups[group] = [p for p in params if p.requires_grad and id(p) not in seen]
+            seen.update(id(p) for p in groups[group])
         return groups
 
     def parameter_counts(self) -> Dict[str, int]:
