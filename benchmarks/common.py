@@ -60,9 +60,12 @@ def start_ray():
     import ray.tune.trainable.trainable as trainable
 
     from rllib_quantum.envs import register_envs
+    from rllib_quantum.reproducibility import reproducible_runtime_env
 
     trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="rq-bench-")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    # one PYTHONHASHSEED for every worker: a seed's run repeats (rllib_quantum.reproducibility)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env=reproducible_runtime_env())
     register_envs()
     return ray
 

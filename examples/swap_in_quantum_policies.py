@@ -44,6 +44,7 @@ from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec  # noqa: E402
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec  # noqa: E402
 
+from rllib_quantum import reproducible_runtime_env  # noqa: E402
 from rllib_quantum.envs import COOPERATIVE_PONG, register_envs  # noqa: E402
 from rllib_quantum.swap import with_quantum_policies  # noqa: E402
 
@@ -77,7 +78,9 @@ for mid, spec in quantum_config.rl_module_spec.rl_module_specs.items():
 # ---- 3. train and print the returns ----------------------------------------------------------
 tmp = tempfile.mkdtemp(prefix="rq-example-")
 trainable.DEFAULT_STORAGE_PATH = tmp  # keep logs out of ~/ray_results
-ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+# one PYTHONHASHSEED for every Ray worker: a seeded run repeats (README "Reproducibility")
+ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False,
+         runtime_env=reproducible_runtime_env())
 register_envs()  # Ray forgets registrations made before init on some paths; harmless twice
 algo = quantum_config.build_algo()
 for i in range(1, args.iterations + 1):

@@ -53,7 +53,7 @@ from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv  # noqa: E402
 from ray.tune.registry import register_env  # noqa: E402
 
-from rllib_quantum import with_quantum_policies  # noqa: E402
+from rllib_quantum import reproducible_runtime_env, with_quantum_policies  # noqa: E402
 from rllib_quantum.script_report import describe_modules, train_and_report  # noqa: E402
 
 
@@ -90,7 +90,9 @@ quantum_config = with_quantum_policies(
 # An Algorithm built outside Tune makes its log folder under ray's DEFAULT_STORAGE_PATH
 # (~/ray_results, fixed at import): point it into our results folder first.
 trainable.DEFAULT_STORAGE_PATH = os.path.abspath(os.path.join(args.storage, "examples", "swap-in-simple-spread"))
-ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+# one PYTHONHASHSEED for every Ray worker: a seeded run repeats (README "Reproducibility")
+ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
+         runtime_env=reproducible_runtime_env())
 algo = quantum_config.build_algo()
 print(f"algorithm logs: {algo.logdir}")
 describe_modules(algo, agents)

@@ -22,7 +22,7 @@ import time
 import ray
 import ray.tune.trainable.trainable as trainable
 
-from rllib_quantum import evaluate_modules, load_experiment, register_envs
+from rllib_quantum import evaluate_modules, load_experiment, register_envs, reproducible_runtime_env
 from rllib_quantum.config import parse_overrides
 from rllib_quantum.evaluation import learner_modules
 from rllib_quantum.script_args import parse_args
@@ -61,7 +61,9 @@ for module_id, module in exp.build_modules().items():
 #    built outside Tune makes its log folder under ray's DEFAULT_STORAGE_PATH (~/ray_results,
 #    fixed at import): point it into our results folder first.
 trainable.DEFAULT_STORAGE_PATH = os.path.abspath(os.path.join(args.storage, "examples", exp.name))
-ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+# one PYTHONHASHSEED for every Ray worker: a seeded run repeats (README "Reproducibility")
+ray.init(num_cpus=args.num_cpus, include_dashboard=False,
+         runtime_env=reproducible_runtime_env())
 register_envs()
 algo = exp.algo_config.build_algo()
 print(f"algorithm logs: {algo.logdir}")

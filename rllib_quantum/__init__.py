@@ -17,6 +17,7 @@ Public API (documented in README.md):
 - search: :func:`load_search`
 - plots: :func:`plot_learning_curves` (every run), :func:`plot_mean_curves` (one mean per group of
   runs) and :func:`mean_curve_table` (its numbers)
+- reproducibility: :func:`reproducible_runtime_env` (one ``PYTHONHASHSEED`` for Ray's workers)
 - errors: :class:`ConfigError` (every bad-input error; ``.key`` is the dotted key path)
 """
 
@@ -43,6 +44,7 @@ from rllib_quantum.modules import (
     validate_model_config,
 )
 from rllib_quantum.plotting import mean_curve_table, plot_learning_curves, plot_mean_curves
+from rllib_quantum.reproducibility import reproducible_runtime_env
 from rllib_quantum.search import load_search
 from rllib_quantum.strategies import STRATEGIES, module_spec, plan_strategy
 from rllib_quantum.swap import with_quantum_policies
@@ -81,6 +83,7 @@ __all__ = [
     "plot_learning_curves",
     "plot_mean_curves",
     "register_envs",
+    "reproducible_runtime_env",
     "stacked_forward",
     "validate_model_config",
     "with_quantum_policies",

@@ -344,11 +344,11 @@ def _init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
     import ray
 
     from rllib_quantum.envs import register_envs
+    from rllib_quantum.reproducibility import reproducible_runtime_env
 
     # Every Ray worker (Tune trial, env runners, learners) gets one string-hash seed: RLlib keeps
-    # agents and modules in sets, whose order (so which module draws which random numbers first,
-    # and the row order of batches) would otherwise change from run to run (README "Reproducibility").
-    runtime_env = {"env_vars": {"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}}
+    # agents and modules in sets, whose order would otherwise change from run to run.
+    runtime_env = reproducible_runtime_env()
     if not ray.is_initialized():
         if address:
             ray.init(address=address, runtime_env=runtime_env)

@@ -18,10 +18,12 @@ def ray_session():
     import ray
 
     from rllib_quantum.envs import register_envs
+    from rllib_quantum.reproducibility import reproducible_runtime_env
 
     temp_dir = tempfile.mkdtemp(prefix="rq-ray-")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+                 runtime_env=reproducible_runtime_env())
     register_envs()
     yield ray
     ray.shutdown()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rllib_quantum import load_experiment
+from rllib_quantum import ConfigError, load_experiment, reproducible_runtime_env
 from rllib_quantum.modules.quantum_ppo_rlm import init_seed
 from rllib_quantum.strategies import module_spec
 from tests._tiny import tiny
@@ -113,3 +113,41 @@ def test_initial_weights_do_not_depend_on_the_python_hash_seed():
         outs.append(proc.stdout.strip().splitlines()[-2:])
     assert outs[0] == outs[1]
     assert outs[0][0] == "['paddle_0', 'paddle_1'] ['paddle_0', 'paddle_1']"
+
+
+def test_every_ray_worker_gets_one_hash_seed(ray_session):
+    """RLlib iterates sets of agent ids (so which module samples first, and the batch order, follow
+    the string-hash order): the session's workers, like the CLI's and the benchmarks', all hash as a
+    fresh ``PYTHONHASHSEED=<seed>`` Python does."""
+    seed = reproducible_runtime_env()["env_vars"]["PYTHONHASHSEED"]
+
+    @ray_session.remote
+    def worker_hash():
+        return hash("paddle_0"), hash("paddle_1"), os.environ.get("PYTHONHASHSEED")
+
+    fresh = subprocess.run([sys.executable, "-c", "print(hash('paddle_0'), hash('paddle_1'))"],
+                           env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True,
+                           timeout=60)
+    expected = tuple(int(v) for v in fresh.stdout.split())
+    assert [ray_session.get(worker_hash.remote()) for _ in range(3)] == [(*expected, seed)] * 3
+
+
+def test_reproducible_runtime_env_keeps_yours_and_checks_the_seed(monkeypatch):
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    mine = {"pip": ["rich"], "env_vars": {"OMP_NUM_THREADS": "1"}}
+    env = reproducible_runtime_env(mine)
+    assert env == {"pip": ["rich"], "env_vars": {"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}}
+    assert mine == {"pip": ["rich"], "env_vars": {"OMP_NUM_THREADS": "1"}}  # not changed in place
+    assert reproducible_runtime_env(hash_seed=12)["env_vars"]["PYTHONHASHSEED"] == "12"
+    yours = reproducible_runtime_env({"env_vars": {"PYTHONHASHSEED": "5"}}, hash_seed=12)
+    assert yours["env_vars"]["PYTHONHASHSEED"] == "5"
+    monkeypatch.setenv("PYTHONHASHSEED", "random")  # the user's explicit choice passes through
+    assert reproducible_runtime_env()["env_vars"]["PYTHONHASHSEED"] == "random"
+    for bad, key in ((["pip"], "runtime_env"), ({"env_vars": ["A=1"]}, "runtime_env.env_vars"),
+                     ({"env_vars": {"N": 1}}, "runtime_env.env_vars.N"),
+                     ({"env_vars": {"PYTHONHASHSEED": "-1"}}, "runtime_env.env_vars.PYTHONHASHSEED")):
+        with pytest.raises(ConfigError) as err:
+            reproducible_runtime_env(bad)
+        assert err.value.key == key
+    with pytest.raises(ConfigError, match=r"hash_seed: must be an int in 0\.\.4294967295 or 'random'"):
+        reproducible_runtime_env(hash_seed=2**32)
