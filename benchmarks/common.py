@@ -63,7 +63,7 @@ def start_ray():
     from rllib_quantum.reproducibility import reproducible_runtime_env
 
     trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="rq-bench-")
-    # one PYTHONHASHSEED for every worker: a seed's run repeats (rllib_quantum.reproducibility)
+    # one PYTHONHASHSEED for every worker (Tune trials, remote env runners): seeded runs there repeat
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
              runtime_env=reproducible_runtime_env())
     register_envs()

@@ -78,7 +78,7 @@ for mid, spec in quantum_config.rl_module_spec.rl_module_specs.items():
 # ---- 3. train and print the returns ----------------------------------------------------------
 tmp = tempfile.mkdtemp(prefix="rq-example-")
 trainable.DEFAULT_STORAGE_PATH = tmp  # keep logs out of ~/ray_results
-# one PYTHONHASHSEED for every Ray worker: a seeded run repeats (README "Reproducibility")
+# one PYTHONHASHSEED for every Ray worker (README "Reproducibility"; this process keeps its own)
 ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False,
          runtime_env=reproducible_runtime_env())
 register_envs()  # Ray forgets registrations made before init on some paths; harmless twice

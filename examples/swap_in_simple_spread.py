@@ -90,7 +90,7 @@ quantum_config = with_quantum_policies(
 # An Algorithm built outside Tune makes its log folder under ray's DEFAULT_STORAGE_PATH
 # (~/ray_results, fixed at import): point it into our results folder first.
 trainable.DEFAULT_STORAGE_PATH = os.path.abspath(os.path.join(args.storage, "examples", "swap-in-simple-spread"))
-# one PYTHONHASHSEED for every Ray worker: a seeded run repeats (README "Reproducibility")
+# one PYTHONHASHSEED for every Ray worker (README "Reproducibility"; this process keeps its own)
 ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
          runtime_env=reproducible_runtime_env())
 algo = quantum_config.build_algo()

@@ -14,8 +14,8 @@ In your own script::
 
     ray.init(runtime_env=reproducible_runtime_env())
 
-and, for an algorithm that samples in the driver process (``num_env_runners: 0`` outside Tune),
-start Python itself with ``PYTHONHASHSEED=0``.
+and, for an algorithm built in your own process (outside Tune, its local learner runs there, and
+its env runner too with ``num_env_runners: 0``), start Python itself with ``PYTHONHASHSEED=0``.
 
 Example:
     >>> env = reproducible_runtime_env({"env_vars": {"OMP_NUM_THREADS": "1"}}, hash_seed=0)
