@@ -147,15 +147,22 @@ def plot_comparison(frames: dict, levels: dict, out: Path) -> Path:
                             title="training return per paddle, mean over seeds", smooth=10, levels=levels)
 
 
+def budget_iterations(config: dict) -> int:
+    """Iterations that sample the config's budget (``stop`` in env steps), at its batch size as
+    overridden by ``--set`` (a smaller batch: more iterations, the same env steps)."""
+    return math.ceil(config["stop"][STEPS] / config["ppo"]["train_batch_size_per_learner"])
+
+
 def run_variant(name: str, agent: str, args: Args):
     from rllib_quantum.config import apply_overrides
     from rllib_quantum.search import Search
 
     base, overrides = variant_config(name, args)
-    iterations = args.iterations or math.ceil(base["stop"][STEPS] / base["ppo"]["train_batch_size_per_learner"])
+    config = apply_overrides(base, overrides)
+    iterations = args.iterations or budget_iterations(config)
     search = Search(
         name=f"learning-{name}", base=base,
-        overrides={**overrides, **same_envs_in_one_process(apply_overrides(base, overrides))},
+        overrides={**overrides, **same_envs_in_one_process(config)},
         search_space={"seed": {"grid": list(args.seeds)}}, metric=AGENT_RETURN_PREFIX + agent, mode="max", num_samples=1,
         max_iterations=iterations, scheduler={"type": "fifo"}, evaluation_episodes=args.eval_episodes,
     )

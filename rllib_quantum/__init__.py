@@ -6,7 +6,8 @@ Public API (documented in README.md):
   :func:`stacked_forward`
 - modules: :class:`QuantumPPORLModule`, :class:`StackedQuantumMultiRLModule`,
   :class:`QuantumModelConfig`, :data:`DEFAULT_MODEL_CONFIG`, :func:`validate_model_config`
-- learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, circuit diagnostics)
+- learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, circuit diagnostics),
+  :class:`FastBatchingPPOTorchLearner` (RLlib's PPO learner, its per-agent batching vectorised)
 - evaluation: :func:`evaluate_modules`, :func:`load_modules`, :class:`EvaluationReport`
 - experiments: :func:`load_experiment`, :func:`build_experiment`, :class:`Experiment`
 - strategies: :data:`STRATEGIES`, :func:`plan_strategy`, :func:`module_spec`
@@ -35,7 +36,7 @@ from rllib_quantum.envs import (
     make_cooperative_pong,
     register_envs,
 )
-from rllib_quantum.learners import QuantumPPOTorchLearner
+from rllib_quantum.learners import FastBatchingPPOTorchLearner, QuantumPPOTorchLearner
 from rllib_quantum.modules import (
     DEFAULT_MODEL_CONFIG,
     QuantumModelConfig,
@@ -67,6 +68,7 @@ __all__ = [
     "QuantumLayer",
     "QuantumModelConfig",
     "QuantumPPORLModule",
+    "FastBatchingPPOTorchLearner",
     "QuantumPPOTorchLearner",
     "averaging_callback",
     "build_experiment",

@@ -388,10 +388,10 @@ def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, An
             method(**spec[section])
         except (ValueError, TypeError) as err:
             raise translate_rllib_error(err, {section: sections[section]}) from None
-    if spec["module"] == "quantum":  # per-group learning rates + circuit diagnostics; RLlib's PPO otherwise
-        from rllib_quantum.learners import QuantumPPOTorchLearner
+    # quantum: per-group learning rates + circuit diagnostics; both: RLlib's PPO batching, vectorised
+    from rllib_quantum.learners import FastBatchingPPOTorchLearner, QuantumPPOTorchLearner
 
-        config.learners(learner_class=QuantumPPOTorchLearner)
+    config.learners(learner_class=QuantumPPOTorchLearner if spec["module"] == "quantum" else FastBatchingPPOTorchLearner)
     safety.install(config)  # a nan/inf or env error met by a remote env runner stops the run (rllib_quantum.safety)
     if spec.get("seed") is not None:
         config.debugging(seed=spec["seed"])

@@ -1,6 +1,7 @@
 """Benchmark scripts run end to end with tiny flags (their numbers are not checked, only that they
 measure and print): ``benchmarks/agent_scaling.py`` at N=2, one iteration, tiny batch;
-``benchmarks/learning.py`` for one seed, one tiny iteration, with ``--set`` overrides.
+``benchmarks/learner_batching.py`` at N=2, one round; ``benchmarks/learning.py`` for one seed, one
+tiny iteration, with ``--set`` overrides (and its budget follows an overridden batch size).
 
 Each runs as a subprocess (it starts its own Ray) with HOME, TMPDIR and RAY_TMPDIR in a fresh temp
 folder; afterwards nothing may exist under the temp HOME's ``ray_results``.
@@ -100,3 +101,28 @@ def test_ppo_iteration_in_turns_smoke(sandbox):
     for label in ("iteration", "learner update"):
         assert re.search(rf"^ratio quantum / classical {label} time, 2 rounds: median [0-9.]+ \(range [0-9.]+-[0-9.]+; "
                          r"per round [0-9.]+, [0-9.]+\)$", out, re.M), out[-3000:]
+
+
+def test_learner_batching_smoke(sandbox):
+    out = run_script("benchmarks/learner_batching.py", [
+        "--agents", "2", "--rounds", "1", "--batch", "100", "--minibatch", "50", "--epochs", "1", "--no-pong",
+    ], sandbox, timeout=120)
+    rows = re.findall(r"^\| spread N=2, (quantum stacked|classical) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|$", out, re.M)
+    assert [r[0] for r in rows] == ["quantum stacked", "classical"], out[-3000:]
+    for _, rllib, ours, ratio in rows:
+        assert float(rllib) > 0 and float(ours) > 0
+        assert abs(float(ratio) - float(ours) / float(rllib)) < 0.03  # milliseconds to one decimal
+
+
+def test_learning_budget_follows_the_batch_size():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import learning
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from rllib_quantum.config import apply_overrides
+
+    for batch, iterations in ((8000, 63), (4000, 125)):
+        args = learning.Args(set=(f"ppo.train_batch_size_per_learner={batch}",))
+        config = apply_overrides(*learning.variant_config("quantum", args))
+        assert learning.budget_iterations(config) == iterations

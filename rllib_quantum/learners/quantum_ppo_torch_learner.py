@@ -33,6 +33,10 @@ under ``PPOTorchLearner``), and a numerical-safety check for every module:
   keeps them), and the modules' fused Adams take one step together (:func:`step_adams_together`), each
   optimizer still owning its state (checkpoints, lr schedules). Results equal per-module execution
   within float32 rounding (``tests/test_stacked_learner.py``).
+* **RLlib's batching, vectorised** (from :class:`~rllib_quantum.learners.FastBatchingPPOTorchLearner`,
+  which the classical YAML experiments use too): the same batches, value targets and minibatches
+  as RLlib's, made per episode, for all modules at once and as tensor views instead of per
+  timestep, per module and per ``SampleBatch`` slice.
 * **Numerical safety.** Each module's loss is checked before ``backward()`` and its parameters
   after every optimizer step; a nan or inf raises ``FloatingPointError`` naming the module (and the
   parameters), instead of RLlib's default of zeroing non-finite gradients and training on. The
@@ -70,6 +74,7 @@ from ray.rllib.utils.numpy import SMALL_NUMBER
 from ray.rllib.utils.typing import ModuleID, ParamDict
 
 from rllib_quantum import safety
+from rllib_quantum.learners.fast_batching_ppo_torch_learner import FastBatchingPPOTorchLearner
 from rllib_quantum.modules.quantum_ppo_rlm import all_finite, non_finite_parameters
 from rllib_quantum.modules.stacked_multi_rlm import STACKED_OUTPUTS
 
@@ -138,7 +143,7 @@ def step_adams_together(optimizers) -> None:
             )
 
 
-class QuantumPPOTorchLearner(PPOTorchLearner):
+class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
     """PPO (torch) with per-group learning rates and circuit diagnostics for quantum modules, and
     non-finite checks (loss before backward, parameters after each step) for every module."""
 

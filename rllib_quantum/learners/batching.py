@@ -1,0 +1,232 @@
+"""Faster drop-ins for three per-agent steps of RLlib's PPO learner, equal to RLlib's to the bit.
+
+With many agents, three parts of a PPO update that RLlib runs in plain Python per item grow with the
+agent steps and cost more than the modules' own arithmetic (``benchmarks/agent_scaling.py``):
+
+* :class:`AddOneTsToEpisodesAndTruncateAsArrays` replaces RLlib's
+  ``AddOneTsToEpisodesAndTruncate`` (the first piece of PPO's learner connector pipeline). RLlib's
+  piece adds the ``loss_mask``, ``terminateds`` and ``truncateds`` columns as Python lists, one
+  ``add_batch_item`` call per timestep and column; this one adds each episode's column as one
+  array (RLlib's own fast path, ``ConnectorV2.add_n_batch_items`` with an ``np.ndarray``), which
+  ``BatchIndividualItems`` concatenates as it does the lists.
+* :class:`GeneralAdvantageEstimationAcrossModules` replaces RLlib's ``GeneralAdvantageEstimation``
+  (PPO's last piece), whose value targets are a Python loop over every timestep, module by module:
+  here one loop over the timesteps runs every module of equal row count at once, each step the
+  same float64 arithmetic on a vector of modules (bit-identical targets); episodes are grouped by
+  module in one pass instead of one pass per module. Stateful modules and single-agent episodes
+  go to RLlib's piece.
+* :class:`TensorMiniBatchCyclicIterator` replaces RLlib's ``MiniBatchCyclicIterator`` for batches
+  of plain tensor columns: the same minibatches in the same order, with the same shuffles (the
+  same ``np.random.permutation`` calls at the same points), cut as views of each module's columns
+  instead of through ``SampleBatch`` slicing and ``concat_samples`` per module and minibatch.
+  Anything else (sequences, ``infos``, nested columns) goes to RLlib's iterator.
+
+:class:`~rllib_quantum.learners.FastBatchingPPOTorchLearner` uses all three; ``tests/test_batching.py``
+checks them against RLlib's on sampled multi-agent episodes.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+    >>> batch = MultiAgentBatch({"p0": SampleBatch({"obs": torch.arange(5.0)})}, env_steps=5)
+    >>> minibatches = TensorMiniBatchCyclicIterator(batch, minibatch_size=2, num_epochs=1, shuffle_batch_per_epoch=False)
+    >>> [mb.policy_batches["p0"]["obs"].tolist() for mb in minibatches]
+    [[0.0, 1.0], [2.0, 3.0], [4.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ray.rllib.connectors.common.numpy_to_tensor import NumpyToTensor
+from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.minibatch_utils import MiniBatchCyclicIterator
+from ray.rllib.utils.numpy import convert_to_numpy
+from ray.rllib.utils.postprocessing.episodes import add_one_ts_to_episodes_and_truncate
+from ray.rllib.utils.typing import EpisodeType
+
+
+class AddOneTsToEpisodesAndTruncateAsArrays(AddOneTsToEpisodesAndTruncate):
+    """RLlib's ``AddOneTsToEpisodesAndTruncate`` with each episode's three columns added as arrays.
+
+    Every episode (chunk) gets one artificial timestep (RLlib's
+    ``add_one_ts_to_episodes_and_truncate``), a ``loss_mask`` that leaves it out of the loss, and
+    per-timestep ``terminateds`` / ``truncateds`` whose only possible ``True`` is at the last real
+    timestep, exactly as RLlib's piece writes them (see its docstring for the convention).
+    """
+
+    @override(AddOneTsToEpisodesAndTruncate)
+    def __call__(
+        self,
+        *,
+        rl_module: RLModule,
+        batch: Dict[str, Any],
+        episodes: List[EpisodeType],
+        explore: Optional[bool] = None,
+        shared_data: Optional[dict] = None,
+        **kwargs,
+    ) -> Any:
+        if isinstance(episodes[0], MultiAgentEpisode):  # each chunk its own id, as RLlib's piece does
+            for i, ma_episode in enumerate(episodes):
+                ma_episode.id_ += "_" + str(i)
+                for sa_episode in ma_episode.agent_episodes.values():
+                    sa_episode.multi_agent_episode_id = ma_episode.id_
+        for i, sa_episode in enumerate(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False)):
+            sa_episode.id_ += "_" + str(i)
+            length = len(sa_episode)
+            add_one_ts_to_episodes_and_truncate([sa_episode])
+            loss_mask = np.ones(length + 1, dtype=bool)
+            loss_mask[length] = False  # the appended bootstrap timestep
+            terminateds = np.zeros(length + 1, dtype=bool)
+            truncateds = np.zeros(length + 1, dtype=bool)
+            if length:
+                terminateds[length - 1] = bool(sa_episode.is_terminated)
+                truncateds[length - 1] = bool(sa_episode.is_truncated)  # after the mutation, as RLlib's
+            for column, values in ((Columns.LOSS_MASK, loss_mask), (Columns.TERMINATEDS, terminateds),
+                                   (Columns.TRUNCATEDS, truncateds)):
+                self.add_n_batch_items(batch, column, values, length + 1, sa_episode)
+        shared_data["_added_loss_mask_for_valid_episode_ts"] = True
+        return batch
+
+
+
+def value_targets_across_modules(values, rewards, terminateds, truncateds, gamma: float, lambda_: float) -> np.ndarray:
+    """RLlib's ``compute_value_targets`` for ``M`` modules at once: ``(M, T)`` arrays in, ``(M, T)``
+    float32 targets out, row ``m`` bit-identical to ``compute_value_targets`` on row ``m`` (the same
+    float64 operations in the same order, on a vector of modules instead of a scalar)."""
+    non_terminal = 1.0 - terminateds
+    propagate = non_terminal * (1.0 - truncateds)
+    next_state_values = np.concatenate([values[:, 1:], np.zeros((len(values), 1))], axis=1)
+    td_residuals = rewards + gamma * non_terminal * next_state_values - values
+    advantages = np.zeros_like(rewards, dtype=np.float32)
+    running = np.zeros(len(values))
+    for t in reversed(range(td_residuals.shape[1])):
+        running = td_residuals[:, t] + gamma * lambda_ * propagate[:, t] * running
+        advantages[:, t] = running
+    return (advantages + values).astype(np.float32)
+
+
+class GeneralAdvantageEstimationAcrossModules(GeneralAdvantageEstimation):
+    """RLlib's ``GeneralAdvantageEstimation``, the value targets of equal-length modules in one loop.
+
+    The same value forward passes (each module's ``compute_values``), the same targets, advantages
+    (standardised per module) and tensors as RLlib's piece; multi-agent episodes of non-stateful
+    modules only (anything else runs RLlib's ``__call__``).
+    """
+
+    @override(GeneralAdvantageEstimation)
+    def __call__(self, *, rl_module, episodes, batch, **kwargs):
+        # the modules RLlib's piece runs: in the batch and with a value function (in the module's order)
+        modules = rl_module.foreach_module(
+            func=lambda mid, module: module if mid in batch and isinstance(module, ValueFunctionAPI) else None,
+            return_dict=True,
+        )
+        modules = {mid: module for mid, module in modules.items() if module is not None}
+        lens: Dict[Any, List[int]] = {}
+        for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
+            lens.setdefault(episode.module_id, []).append(len(episode))
+        if None in lens or any(module.is_stateful() for module in modules.values()):
+            return super().__call__(rl_module=rl_module, episodes=episodes, batch=batch, **kwargs)
+        module_ids = list(modules)
+        values = {mid: module.compute_values(batch[mid]) for mid, module in modules.items()}
+        device = None
+        columns = {}
+        for mid in module_ids:
+            device = values[mid].device
+            columns[mid] = [convert_to_numpy(values[mid])] + [
+                convert_to_numpy(batch[mid][c]) for c in (Columns.REWARDS, Columns.TERMINATEDS, Columns.TRUNCATEDS)
+            ]
+            if len(columns[mid][0]) != sum(lens.get(mid, [])):
+                raise ValueError(f"module {mid!r}: {len(columns[mid][0])} value rows for episodes of {sum(lens.get(mid, []))} steps")
+        by_length: Dict[int, List[Any]] = {}
+        for mid in module_ids:
+            by_length.setdefault(len(columns[mid][0]), []).append(mid)
+        for group in by_length.values():
+            targets = value_targets_across_modules(
+                *(np.stack([columns[mid][i] for mid in group]) for i in range(4)), gamma=self.gamma, lambda_=self.lambda_
+            )
+            for mid, module_targets in zip(group, targets):
+                advantages = module_targets - columns[mid][0]
+                advantages = (advantages - advantages.mean()) / max(1e-4, advantages.std())
+                batch[mid][Postprocessing.ADVANTAGES] = advantages
+                batch[mid][Postprocessing.VALUE_TARGETS] = module_targets
+        if self._numpy_to_tensor_connector is None:
+            self._numpy_to_tensor_connector = NumpyToTensor(as_learner_connector=True, device=device)
+        tensors = self._numpy_to_tensor_connector(
+            rl_module=rl_module,
+            batch={mid: {k: batch[mid][k] for k in (Postprocessing.ADVANTAGES, Postprocessing.VALUE_TARGETS)} for mid in module_ids},
+            episodes=episodes,
+        )
+        for mid, module_batch in tensors.items():
+            batch[mid].update(module_batch)
+        return batch
+
+
+def _plain_columns(module_batch: SampleBatch) -> Optional[Dict[str, torch.Tensor]]:
+    """The batch's columns if every one is a tensor with a batch dim and nothing needs RLlib's
+    slicing (sequence lengths, ``infos``, nested values); else ``None``."""
+    if module_batch.get(SampleBatch.SEQ_LENS) is not None or module_batch._slice_seq_lens_in_B:
+        return None
+    columns = dict(module_batch)
+    count = len(module_batch)
+    if not columns or not all(torch.is_tensor(v) and v.dim() > 0 and len(v) == count for v in columns.values()):
+        return None
+    return columns
+
+
+class TensorMiniBatchCyclicIterator(MiniBatchCyclicIterator):
+    """RLlib's ``MiniBatchCyclicIterator``, its minibatches cut as tensor views.
+
+    Takes the same arguments and yields the same ``MultiAgentBatch`` minibatches: each module's rows
+    ``[start, start + minibatch_size)``, cycling through its batch (reshuffled, when
+    ``shuffle_batch_per_epoch``, each time it wraps, with the same ``np.random.permutation`` call
+    RLlib's ``SampleBatch.shuffle`` makes) until every module has covered ``num_epochs`` epochs or
+    ``num_total_minibatches`` were yielded. Unlike RLlib's iterator it leaves the batch it was given
+    unshuffled. A batch with a column that is not a plain tensor is iterated by RLlib's iterator.
+    """
+
+    def __iter__(self):
+        columns = {mid: _plain_columns(b) for mid, b in self._batch.policy_batches.items()}
+        if any(c is None for c in columns.values()):
+            yield from super().__iter__()
+            return
+        templates = self._batch.policy_batches
+        while (self._num_total_minibatches == 0 and min(self._num_covered_epochs.values()) < self._num_epochs) or (
+            self._num_total_minibatches > 0 and self._minibatch_count < self._num_total_minibatches
+        ):
+            minibatch = {}
+            for module_id, module_columns in columns.items():
+                count = len(templates[module_id])
+                if count == 0:
+                    raise ValueError(f"The batch for module_id {module_id} is empty: no minibatch can be cut from it")
+                start, n_steps, pieces = self._start[module_id], self._minibatch_size, []
+                while start + n_steps >= count:  # to the end of this epoch's order, then wrap
+                    pieces.append({k: v[start:] for k, v in module_columns.items()})
+                    n_steps -= count - start
+                    start = 0
+                    self._num_covered_epochs[module_id] += 1
+                    if self._shuffle_batch_per_epoch:
+                        order = torch.from_numpy(np.random.permutation(count))
+                        module_columns = columns[module_id] = {k: v[order] for k, v in module_columns.items()}
+                end = start + n_steps
+                if end > start:
+                    pieces.append({k: v[start:end] for k, v in module_columns.items()})
+                self._start[module_id] = end
+                data = pieces[0] if len(pieces) == 1 else {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}
+                template = templates[module_id]
+                minibatch[module_id] = SampleBatch(
+                    data, _time_major=template.time_major, _zero_padded=template.zero_padded,
+                    _max_seq_len=template.max_seq_len,
+                    _num_grad_updates=template.num_grad_updates if template.num_grad_updates is not None else 0.0,
+                )
+            yield MultiAgentBatch(minibatch, len(self._batch))
+            self._minibatch_count += 1
