@@ -157,16 +157,18 @@ def test_batches_it_cannot_cut_go_to_rllibs_iterator():
             assert torch.equal(mine[mid]["obs"], ref[mid]["obs"])
 
 
-def test_a_recurrent_single_agent_config_equals_rllibs(build_algo):
-    """RLlib's own LSTM module on CartPole (single-agent episodes, zero-padded sequences): the array
-    columns survive RLlib's zero-padding, GAE and the iterator hand over to RLlib's, and it trains."""
+@pytest.mark.parametrize("lstm", [False, True])
+def test_a_single_agent_config_equals_rllibs(build_algo, lstm):
+    """RLlib's own modules on CartPole (single-agent episodes; with an LSTM, zero-padded sequences):
+    the array columns survive RLlib's zero-padding, GAE (and with sequences the iterator) hand over
+    to RLlib's, and it trains."""
     from ray.rllib.algorithms.ppo import PPOConfig
 
     from rllib_quantum.learners import FastBatchingPPOTorchLearner
 
     config = (
         PPOConfig().environment("CartPole-v1")
-        .rl_module(model_config={"use_lstm": True, "max_seq_len": 10, "lstm_cell_size": 8})
+        .rl_module(model_config={"use_lstm": lstm, "max_seq_len": 10, "lstm_cell_size": 8})
         .learners(learner_class=FastBatchingPPOTorchLearner)
         .env_runners(num_env_runners=0)
         .training(train_batch_size_per_learner=120, minibatch_size=60, num_epochs=1)
@@ -179,7 +181,8 @@ def test_a_recurrent_single_agent_config_equals_rllibs(build_algo):
     theirs.connectors[0] = AddOneTsToEpisodesAndTruncate()
     batches = [p(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), shared_data={}, metrics=learner.metrics)
                for p in (ours, theirs)]
-    _assert_same_columns(*batches, "lstm")
-    assert batches[0]["default_policy"]["loss_mask"].dim() == 2  # (sequences, max_seq_len): zero-padded
+    _assert_same_columns(*batches, f"lstm={lstm}")
+    # with an LSTM: (sequences, max_seq_len), zero-padded; else one row per timestep
+    assert batches[0]["default_policy"]["loss_mask"].dim() == (2 if lstm else 1)
     result = algo.train()
     assert result["learners"]["default_policy"]["num_module_steps_trained"] > 0

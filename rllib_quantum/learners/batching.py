@@ -98,7 +98,6 @@ class AddOneTsToEpisodesAndTruncateAsArrays(AddOneTsToEpisodesAndTruncate):
         return batch
 
 
-
 def value_targets_across_modules(values, rewards, terminateds, truncateds, gamma: float, lambda_: float) -> np.ndarray:
     """RLlib's ``compute_value_targets`` for ``M`` modules at once: ``(M, T)`` arrays in, ``(M, T)``
     float32 targets out, row ``m`` bit-identical to ``compute_value_targets`` on row ``m`` (the same
