@@ -66,17 +66,16 @@ def use_rllibs_batching(learner, on: bool) -> None:
     from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
     from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
 
-    from rllib_quantum.learners.batching import AddOneTsToEpisodesAndTruncateAsArrays, GeneralAdvantageEstimationAcrossModules
+    from rllib_quantum.learners.batching import vectorised_twin
 
     pieces = learner._learner_connector.connectors
-    gae = pieces[-1]
     if on:
+        gae = pieces[-1]
         pieces[0] = AddOneTsToEpisodesAndTruncate()
         pieces[-1] = GeneralAdvantageEstimation(gamma=gae.gamma, lambda_=gae.lambda_)
         learner._create_iterator_if_necessary = types.MethodType(PPOTorchLearner._create_iterator_if_necessary, learner)
-    else:
-        pieces[0] = AddOneTsToEpisodesAndTruncateAsArrays()
-        pieces[-1] = GeneralAdvantageEstimationAcrossModules(gamma=gae.gamma, lambda_=gae.lambda_)
+    else:  # what FastBatchingPPOTorchLearner.build() does
+        pieces[:] = [vectorised_twin(piece) for piece in pieces]
         learner.__dict__.pop("_create_iterator_if_necessary", None)
 
 

@@ -170,6 +170,16 @@ class GeneralAdvantageEstimationAcrossModules(GeneralAdvantageEstimation):
         return batch
 
 
+def vectorised_twin(piece):
+    """The package's vectorised twin of an RLlib PPO connector piece (a new instance with the same
+    settings), or ``piece`` itself when it has none."""
+    if type(piece) is AddOneTsToEpisodesAndTruncate:
+        return AddOneTsToEpisodesAndTruncateAsArrays()
+    if type(piece) is GeneralAdvantageEstimation:
+        return GeneralAdvantageEstimationAcrossModules(gamma=piece.gamma, lambda_=piece.lambda_)
+    return piece
+
+
 def _plain_columns(module_batch: SampleBatch) -> Optional[Dict[str, torch.Tensor]]:
     """The batch's columns if every one is a tensor with a batch dim and nothing needs RLlib's
     slicing (sequence lengths, ``infos``, nested values); else ``None``."""

@@ -22,16 +22,11 @@ Example:
 from __future__ import annotations
 
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
 from ray.rllib.core.learner.learner import Learner
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.minibatch_utils import MiniBatchCyclicIterator
 
-from rllib_quantum.learners.batching import (
-    AddOneTsToEpisodesAndTruncateAsArrays,
-    GeneralAdvantageEstimationAcrossModules,
-    TensorMiniBatchCyclicIterator,
-)
+from rllib_quantum.learners.batching import TensorMiniBatchCyclicIterator, vectorised_twin
 
 
 class FastBatchingPPOTorchLearner(PPOTorchLearner):
@@ -43,11 +38,7 @@ class FastBatchingPPOTorchLearner(PPOTorchLearner):
         super().build()
         if self._learner_connector is not None:  # the pieces PPO added around RLlib's pipeline: swapped
             pieces = self._learner_connector.connectors
-            for i, piece in enumerate(pieces):
-                if type(piece) is AddOneTsToEpisodesAndTruncate:
-                    pieces[i] = AddOneTsToEpisodesAndTruncateAsArrays()
-                elif type(piece) is GeneralAdvantageEstimation:
-                    pieces[i] = GeneralAdvantageEstimationAcrossModules(gamma=piece.gamma, lambda_=piece.lambda_)
+            pieces[:] = [vectorised_twin(piece) for piece in pieces]
 
     @override(Learner)
     def _create_iterator_if_necessary(self, **kwargs):
