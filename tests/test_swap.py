@@ -145,6 +145,42 @@ def test_swap_on_a_pettingzoo_env_whose_agents_die_mid_episode(build_algo):
         assert np.isfinite(result["learners"][mid]["total_loss"])
 
 
+def test_swap_on_agents_with_different_spaces_one_policy_each(build_algo):
+    """mpe2 simple_tag with continuous actions: three adversaries (16 observations) and one good
+    agent (14), each its own policy (a dict of PolicySpec()s, RLlib's per-agent style). The stacked
+    module groups the adversaries into one circuit call and leaves the good agent on its own; all
+    four train, with Gaussian heads on the Box actions."""
+    from mpe2 import simple_tag_v3
+    from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+    from ray.rllib.policy.policy import PolicySpec
+    from ray.tune.registry import register_env
+
+    def make(config):
+        return ParallelPettingZooEnv(simple_tag_v3.parallel_env(max_cycles=25, continuous_actions=True))
+
+    register_env("rllib_quantum_test/simple_tag", make)
+    agents = make({}).par_env.possible_agents
+    config = (
+        PPOConfig()
+        .environment("rllib_quantum_test/simple_tag")
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies={aid: PolicySpec() for aid in agents}, policy_mapping_fn=lambda aid, *args, **kwargs: aid)
+        .training(train_batch_size_per_learner=100, minibatch_size=50, num_epochs=1)
+    )
+    swapped = with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1})
+    algo = build_algo(swapped)
+    result = algo.train()
+    multi = algo.learner_group._learner.module
+    adversaries = [a for a in agents if a.startswith("adversary")]
+    assert sorted(map(sorted, multi.stack_groups(list(agents)))) == sorted([sorted(adversaries), ["agent_0"]])
+    for aid in agents:
+        module = algo.get_module(aid)
+        assert isinstance(module, QuantumPPORLModule) and module.log_std is not None
+        assert module.observation_space.shape == ((16,) if aid in adversaries else (14,))
+        assert result["learners"][aid]["num_module_steps_trained"] > 0
+        assert np.isfinite(result["learners"][aid]["total_loss"])
+
+
 class _TextObs(gym.Env):
     observation_space = gym.spaces.Text(5)
     action_space = gym.spaces.Discrete(2)
