@@ -96,6 +96,38 @@ def make_module(model_config: dict):
     )
 
 
+def clone_tracker(model_config: dict, states: int, steps: int, batch: int, lr: float, seed: int) -> dict:
+    """``{paddle: module}``: one module of ``model_config`` per paddle whose actor (circuit, scalings,
+    read-out head; the critic untouched) is trained by cross-entropy to imitate the scripted ball
+    tracker on ``states`` states of that paddle (tracker play with 30 % random actions), ``steps``
+    Adam steps of ``batch`` rows at ``lr``; prints one table row per paddle."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    data = collect_states(states, seed + 1, expert_prob=0.7)
+    modules = {}
+    print("\n| paddle | cloning loss | action accuracy | output scale after | seconds |")
+    print("| --- | --- | --- | --- | --- |")
+    for agent, (x, y) in data.items():
+        torch.manual_seed(seed)
+        module = make_module(model_config)
+        actor_params = [p for name, p in module.named_parameters() if not name.startswith("critic")]
+        optimizer = torch.optim.Adam(actor_params, lr=lr)
+        start = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (batch,))
+            logits = module.forward_train({Columns.OBS: x[idx]})[Columns.ACTION_DIST_INPUTS]
+            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            accuracy = (module.forward_inference({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS].argmax(-1) == y).float().mean()
+        modules[agent] = module
+        print(f"| {agent} | {loss.item():.3f} | {accuracy:.3f} | {module.actor.output_scale.abs().mean():.2f} | {time.perf_counter() - start:.1f} |")
+    return modules
+
+
 def main() -> None:
     args = parse_args(Args, __doc__.split("\n")[0])
     print(setup_torch(threads=1, seed=args.seed))
@@ -138,28 +170,7 @@ def main() -> None:
         print(f"| {layers} | {float(scale):g} | {circuit['ansatz']} | {np.mean(r2):.2f} | {per_seed} |")
 
     # 3. Behaviour cloning of the scripted tracker, then greedy play.
-    data = collect_states(args.states, args.seed + 1, expert_prob=0.7)
-    modules = {}
-    print("\n| paddle | cloning loss | action accuracy | output scale after | seconds |")
-    print("| --- | --- | --- | --- | --- |")
-    for agent, (x, y) in data.items():
-        torch.manual_seed(args.seed)
-        module = make_module(model_config)
-        actor_params = [p for name, p in module.named_parameters() if not name.startswith("critic")]
-        optimizer = torch.optim.Adam(actor_params, lr=args.lr)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            idx = torch.randint(0, len(x), (args.batch,))
-            logits = module.forward_train({Columns.OBS: x[idx]})[Columns.ACTION_DIST_INPUTS]
-            loss = torch.nn.functional.cross_entropy(logits, y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            accuracy = (module.forward_inference({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS].argmax(-1) == y).float().mean()
-        modules[agent] = module
-        print(f"| {agent} | {loss.item():.3f} | {accuracy:.3f} | {module.actor.output_scale.abs().mean():.2f} | {time.perf_counter() - start:.1f} |")
-
+    modules = clone_tracker(model_config, args.states, args.steps, args.batch, args.lr, args.seed)
     experiment = load_experiment(ROOT / "configs" / f"{args.config}.yaml")
     report = evaluate_modules(experiment, modules, episodes=args.episodes, greedy=True)
     print(f"\ncloned circuits, {report.summary()}")

@@ -1,7 +1,8 @@
 """Benchmark scripts run end to end with tiny flags (their numbers are not checked, only that they
 measure and print): ``benchmarks/agent_scaling.py`` at N=2, one iteration, tiny batch;
 ``benchmarks/learner_batching.py`` at N=2, one round; ``benchmarks/learning.py`` for one seed, one
-tiny iteration, with ``--set`` overrides (and its budget follows an overridden batch size).
+tiny iteration, with ``--set`` overrides (and its budget follows an overridden batch size);
+``benchmarks/warm_start.py`` for one seed, a barely cloned policy and one iteration.
 
 Each runs as a subprocess (it starts its own Ray) with HOME, TMPDIR and RAY_TMPDIR in a fresh temp
 folder; afterwards nothing may exist under the temp HOME's ``ray_results``.
@@ -112,6 +113,22 @@ def test_learner_batching_smoke(sandbox):
     for _, rllib, ours, ratio in rows:
         assert float(rllib) > 0 and float(ours) > 0
         assert abs(float(ratio) - float(ours) / float(rllib)) < 0.03  # milliseconds to one decimal
+
+
+def test_warm_start_smoke(sandbox):
+    """A briefly cloned policy (50 Adam steps), one PPO iteration: the env runner plays otherwise
+    before the cloned actors are loaded, and exactly as the clone did after (same greedy episodes)."""
+    out = run_script("benchmarks/warm_start.py", [
+        "--seeds", "0", "--iterations", "1", "--eval-episodes", "2", "--states", "2000", "--steps", "50",
+        "--report-every", "1",
+    ], sandbox, timeout=240)
+    played = {name: re.search(rf"^seed 0: {name}, greedy: +greedy actions, (.*)$", out, re.M)
+              for name in ("cloned actors", "env runner before loading", "env runner after loading")}
+    assert all(played.values()), out[-3000:]
+    assert played["env runner after loading"].group(1) == played["cloned actors"].group(1)
+    assert played["env runner before loading"].group(1) != played["cloned actors"].group(1)
+    assert re.search(r"^seed 0: iteration 1, \d+(\.0)? env steps", out, re.M), out[-3000:]
+    assert re.search(r"^\| 0 \| [-0-9.]+ \| [-0-9.]+ \| (nan|[-0-9.]+) \| [-0-9.]+ \|$", out, re.M), out[-3000:]
 
 
 def test_learning_budget_follows_the_batch_size():
