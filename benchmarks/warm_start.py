@@ -74,7 +74,8 @@ def load_actors(algo, modules: dict) -> None:
         target = learner.module[mid]
         state = target.state_dict()
         actor = {k: v for k, v in source.state_dict().items() if not k.startswith("critic")}
-        assert set(actor) <= set(state), f"{mid}: parameter names differ: {sorted(set(actor) - set(state))}"
+        if not set(actor) <= set(state):
+            raise RuntimeError(f"{mid}: the algorithm's module has no parameters {sorted(set(actor) - set(state))}")
         state.update(actor)
         target.load_state_dict(state)
     algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
