@@ -18,7 +18,10 @@ Per seed:
    episode mean) as it goes, then the mean of the last 10 iterations and greedy evaluation, as
    ``learning.py`` reports a run from scratch.
 
-    python benchmarks/warm_start.py [--seeds 0 1] [--iterations 0] [--eval-episodes 20]
+``--steps`` (a shorter cloning: a less accurate, softer start) and ``--logit-scale`` (the same
+clone with its logits scaled: the same action ranking, another sharpness) vary the start.
+
+    python benchmarks/warm_start.py [--seeds 0 1] [--steps 1500] [--logit-scale 1.0] [--iterations 0] [--eval-episodes 20]
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Args:
     steps: int = 1500
     batch: int = 256
     lr: float = 0.01
+    logit_scale: float = 1.0  # multiply the clones' logits by this (read-out head weights and bias): same ranking, other sharpness
     report_every: int = 8  # iterations between progress lines
 
 
@@ -64,6 +68,20 @@ def nanmean(values) -> float:
 def paddles_mean(report) -> float:
     """An evaluation report's mean return per paddle, averaged over the paddles."""
     return nanmean([report.mean(agent) for agent in report.returns])
+
+
+def scale_logits(modules: dict, factor: float) -> None:
+    """Every module's logits times ``factor``: the linear read-out head's weights and bias scaled,
+    so each state's action ranking stays and only the policy's sharpness changes."""
+    import torch
+
+    for mid, module in modules.items():
+        head = module.actor_head
+        if not isinstance(head, torch.nn.Linear):
+            raise ValueError(f"--logit-scale needs the linear read-out (readout: linear); {mid} has {type(head).__name__}")
+        with torch.no_grad():
+            head.weight.mul_(factor)
+            head.bias.mul_(factor)
 
 
 def load_actors(algo, modules: dict) -> None:
@@ -89,6 +107,8 @@ def run_seed(seed: int, args: Args, config: dict) -> dict:
     path = ROOT / "configs" / f"{args.config}.yaml"
     torch.manual_seed(seed)
     cloned = clone_tracker(config["model_config"], args.states, args.steps, args.batch, args.lr, seed)
+    if args.logit_scale != 1.0:
+        scale_logits(cloned, args.logit_scale)
     experiment = load_experiment(path, {"seed": seed, **same_envs_in_one_process(config)})
     clone_sampled = evaluate_modules(experiment, cloned, episodes=args.eval_episodes, greedy=False)
     clone_greedy = evaluate_modules(experiment, cloned, episodes=args.eval_episodes, greedy=True)
