@@ -143,3 +143,30 @@ def test_learning_budget_follows_the_batch_size():
         args = learning.Args(set=(f"ppo.train_batch_size_per_learner={batch}",))
         config = apply_overrides(*learning.variant_config("quantum", args))
         assert learning.budget_iterations(config) == iterations
+
+
+def test_warm_start_logit_scale_keeps_the_ranking_and_scales_the_logits():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import circuit_capacity
+        import warm_start
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import pytest
+    import torch
+    import yaml
+    from ray.rllib.core.columns import Columns
+
+    config = yaml.safe_load((ROOT / "configs" / "quantum_independent_pong_features.yaml").read_text())
+    torch.manual_seed(0)
+    module = circuit_capacity.make_module(config["model_config"])
+    obs = {Columns.OBS: torch.rand(64, 5) * 2 - 1}
+    with torch.no_grad():
+        before = module.forward_inference(obs)[Columns.ACTION_DIST_INPUTS]
+        warm_start.scale_logits({"paddle_0": module}, 0.5)
+        after = module.forward_inference(obs)[Columns.ACTION_DIST_INPUTS]
+    torch.testing.assert_close(after, 0.5 * before)
+    assert torch.equal(after.argmax(-1), before.argmax(-1))
+    expval = circuit_capacity.make_module({**config["model_config"], "readout": "expval"})
+    with pytest.raises(ValueError, match="--logit-scale needs the linear read-out"):
+        warm_start.scale_logits({"paddle_0": expval}, 0.5)
