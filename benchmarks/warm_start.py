@@ -100,12 +100,9 @@ def load_actors(algo, modules: dict) -> None:
 
 
 def run_seed(seed: int, args: Args, config: dict) -> dict:
-    import torch
-
     from rllib_quantum import evaluate_modules, load_experiment
 
     path = ROOT / "configs" / f"{args.config}.yaml"
-    torch.manual_seed(seed)
     cloned = clone_tracker(config["model_config"], args.states, args.steps, args.batch, args.lr, seed)
     if args.logit_scale != 1.0:
         scale_logits(cloned, args.logit_scale)

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from _helpers import ROOT, run_script
 
 
@@ -152,7 +153,6 @@ def test_warm_start_logit_scale_keeps_the_ranking_and_scales_the_logits():
         import warm_start
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    import pytest
     import torch
     import yaml
     from ray.rllib.core.columns import Columns
