@@ -22,6 +22,7 @@ from rllib_quantum.envs import (
     JointAgentEnv,
     env_spaces,
     make_cooperative_pong,
+    make_parallel_pong,
     random_action,
     register_envs,
     scripted_tracker_action,
@@ -130,6 +131,29 @@ def test_features_env_reproduces_pettingzoo_aec(game_kwargs):
             obs, _ = ours.reset()  # no seed: both keep drawing from their generator
             aec.reset()
     assert episodes >= 2 and terminated >= 1 and truncated >= 1
+
+
+def test_own_side_frame_mirrors_the_right_paddles_x_and_vx_only():
+    """``frame: own_side``: the same game (same seed and actions) seen from each paddle's own goal
+    line: paddle_1's ball x and vx negated, everything else as in the screen frame."""
+    screen = make_parallel_pong({"max_cycles": 200})
+    own = make_parallel_pong({"max_cycles": 200, "frame": "own_side"})
+    rng = np.random.default_rng(3)
+    obs_s, _ = screen.reset(seed=5)
+    obs_o, _ = own.reset(seed=5)
+    flip = np.array([-1, 1, -1, 1, 1], np.float32)
+    mirrored = 0
+    for _ in range(200):
+        np.testing.assert_array_equal(obs_o["paddle_0"], obs_s["paddle_0"])
+        np.testing.assert_array_equal(obs_o["paddle_1"], flip * obs_s["paddle_1"])
+        mirrored += not np.array_equal(obs_o["paddle_1"], obs_s["paddle_1"])
+        if not screen.agents:
+            break
+        actions = {a: int(rng.integers(3)) for a in AGENTS}
+        obs_s, rew_s, *_ = screen.step(actions)
+        obs_o, rew_o, *_ = own.step(actions)
+        assert rew_o == rew_s
+    assert mirrored > 10  # the comparison saw the frames differ
 
 
 def test_features_env_is_deterministic_under_a_seed():
@@ -269,7 +293,7 @@ def test_validation_fills_defaults():
     from ray.rllib.env.env_context import EnvContext
 
     cfg = validate_pong_config(None)
-    assert cfg == {"obs": "features", **GAME_DEFAULTS}
+    assert cfg == {"obs": "features", **GAME_DEFAULTS, "frame": "screen"}
     cfg = validate_pong_config(EnvContext({"obs": "pixels", "max_cycles": 10}, worker_index=1))
     assert (cfg["max_cycles"], cfg["frame_size"], cfg["frame_stack"]) == (10, 42, 4)
     assert validate_pong_config({"ball_speed": np.float32(7.5)})["ball_speed"] == 7.5
@@ -291,6 +315,8 @@ def test_validation_fills_defaults():
         ({"obs": "pixels", "frame_size": 4}, "frame_size", r"must be an int >= 8, got 4"),
         ({"obs": "pixels", "frame_stack": 0}, "frame_stack", r"must be an int >= 1"),
         ({"frame_size": 42}, "frame_size", r"only applies to obs='pixels'"),
+        ({"frame": "egocentric"}, "frame", r"must be one of \['screen', 'own_side'\], got 'egocentric'"),
+        ({"obs": "pixels", "frame": "own_side"}, "frame", r"only applies to obs='features'"),
         (["obs"], "", "must be a dict"),
     ],
 )

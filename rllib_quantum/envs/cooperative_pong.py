@@ -4,7 +4,8 @@
 
 * ``"features"`` (default, fast): :class:`CooperativePongFeatures` drives the
   game object ``CooperativePong`` directly, never draws, and gives each paddle
-  5 numbers in [-1, 1]: ball x, ball y, ball vx, ball vy, own paddle y.
+  5 numbers in [-1, 1]: ball x, ball y, ball vx, ball vy, own paddle y
+  (``frame: own_side`` mirrors x and vx for the right paddle).
 * ``"pixels"`` (the paper's setting): the PettingZoo parallel env rendered to
   RGB, then SuperSuit grey scale -> resize to ``frame_size`` -> float32 ->
   [0, 1] -> stack ``frame_stack`` frames: Box(0, 1, (42, 42, 4), float32).
@@ -37,7 +38,7 @@ from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 from pettingzoo.butterfly.cooperative_pong import cooperative_pong as _pong
 
-from rllib_quantum.envs.validation import GAME_DEFAULTS, validate_pong_config
+from rllib_quantum.envs.validation import FRAMES, GAME_DEFAULTS, validate_pong_config
 
 AGENTS = ("paddle_0", "paddle_1")
 STAY, UP, DOWN = 0, 1, 2  # the game's actions; UP decreases the pygame y coordinate
@@ -71,7 +72,14 @@ class CooperativePongFeatures(ParallelEnv):
     centres scaled by the play area (x: -1 left edge, +1 right edge; y: -1 top,
     +1 bottom), velocities divided by ``ball_speed``.
 
+    With ``frame="own_side"`` the right paddle's ball x and vx are negated, so
+    that each paddle sees its own goal line at x = -1 and vx > 0 as the ball
+    moving away from it: both paddles then face the same task (up to the
+    game's asymmetries: paddle_0 moves first, paddle_1 is cake-shaped by
+    default), which is what sharing or averaging policies across them assumes.
+
     Args:
+        frame: ``"screen"`` (default) or ``"own_side"``, see above.
         **game_kwargs: the game's keyword arguments (``max_cycles``,
             ``ball_speed``, ``left_paddle_speed``, ``right_paddle_speed``,
             ``cake_paddle``, ``bounce_randomness``, ``max_reward``,
@@ -90,12 +98,16 @@ class CooperativePongFeatures(ParallelEnv):
         "is_parallelizable": True,
     }
 
-    def __init__(self, **game_kwargs: Any) -> None:
+    def __init__(self, frame: str = "screen", **game_kwargs: Any) -> None:
         unknown = sorted(set(game_kwargs) - set(GAME_DEFAULTS))
         if unknown:
             raise ValueError(
                 f"Unknown game argument(s) {unknown}; allowed: {list(GAME_DEFAULTS)}."
             )
+        if frame not in FRAMES:
+            raise ValueError(f"frame must be one of {list(FRAMES)}, got {frame!r}.")
+        # Per paddle, the sign of ball x and vx in its observation.
+        self._x_sign = {"paddle_0": 1.0, "paddle_1": -1.0 if frame == "own_side" else 1.0}
         self._game_kwargs = {**GAME_DEFAULTS, **game_kwargs}
         self.possible_agents = list(AGENTS)
         self.agents: list[str] = []
@@ -121,11 +133,12 @@ class CooperativePongFeatures(ParallelEnv):
         vx, vy = game.ball._speed
         w, h = float(game.s_width), float(game.s_height)
         speed = float(game.speed[0])
-        common = [2.0 * ball.centerx / w - 1.0, 2.0 * ball.centery / h - 1.0,
-                  vx / speed, vy / speed]
+        x, y = 2.0 * ball.centerx / w - 1.0, 2.0 * ball.centery / h - 1.0
         out = {}
         for agent, paddle in zip(AGENTS, (game.p0, game.p1)):
-            vec = np.array([*common, 2.0 * paddle.rects[0].centery / h - 1.0],
+            sign = self._x_sign[agent]
+            vec = np.array([sign * x, y, sign * vx / speed, vy / speed,
+                            2.0 * paddle.rects[0].centery / h - 1.0],
                            dtype=np.float32)
             out[agent] = np.clip(vec, -1.0, 1.0)
         return out
@@ -218,7 +231,7 @@ def make_parallel_pong(env_config: Mapping[str, Any] | None = None) -> ParallelE
     config = validate_pong_config(env_config)
     game_kwargs = {k: config[k] for k in GAME_DEFAULTS}
     if config["obs"] == "features":
-        return CooperativePongFeatures(**game_kwargs)
+        return CooperativePongFeatures(frame=config["frame"], **game_kwargs)
 
     import supersuit as ss  # only the pixel view needs SuperSuit
 

@@ -35,11 +35,17 @@ GAME_DEFAULTS: dict[str, Any] = {
     "off_screen_penalty": -10,
 }
 PIXEL_DEFAULTS: dict[str, Any] = {"frame_size": 42, "frame_stack": 4}
-ALLOWED_KEYS = ("obs", *GAME_DEFAULTS, *PIXEL_DEFAULTS)
+# "screen": x and vx as on the screen (-1 left edge, vx > 0 rightwards) for both paddles;
+# "own_side": x and vx mirrored for the right paddle, so that for each paddle x = -1 is its own
+# goal line and vx > 0 is away from it (the two paddles then face the same task, up to the
+# game's own asymmetries: paddle_0 moves first, paddle_1 is cake-shaped by default).
+FRAMES = ("screen", "own_side")
+FEATURE_DEFAULTS: dict[str, Any] = {"frame": "screen"}
+ALLOWED_KEYS = ("obs", *GAME_DEFAULTS, *PIXEL_DEFAULTS, *FEATURE_DEFAULTS)
 MIN_FRAME_SIZE = 8
 
-# key -> (kind, lower bound or None); kinds: "int" (>= bound), "pos" (real > 0),
-# "real" (finite real), "bool".
+# key -> (kind, lower bound, allowed values or None); kinds: "int" (>= bound), "pos" (real > 0),
+# "real" (finite real), "bool", "choice" (one of the allowed strings).
 _RULES: dict[str, tuple[str, Any]] = {
     "max_cycles": ("int", 1),
     "ball_speed": ("pos", None),
@@ -51,6 +57,7 @@ _RULES: dict[str, tuple[str, Any]] = {
     "off_screen_penalty": ("real", None),
     "frame_size": ("int", MIN_FRAME_SIZE),
     "frame_stack": ("int", 1),
+    "frame": ("choice", FRAMES),
 }
 
 
@@ -58,6 +65,10 @@ def _check_value(key: str, value: Any) -> None:
     """Raise ConfigError (keyed ``key``) if ``value`` breaks the rule for ``key``."""
     kind, bound = _RULES[key]
     given = f"got {value!r} ({type(value).__name__})"
+    if kind == "choice":
+        if not isinstance(value, str) or value not in bound:
+            raise ConfigError(key, f"must be one of {list(bound)}, {given}")
+        return
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(key, f"must be true or false, {given}")
@@ -83,7 +94,10 @@ def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[st
             ``cake_paddle``, ``bounce_randomness`` (bools), ``max_reward``,
             ``off_screen_penalty`` (finite numbers), and, for ``obs="pixels"``
             only, ``frame_size`` (int >= 8, default 42) and ``frame_stack``
-            (int >= 1, default 4). ``None`` means all defaults.
+            (int >= 1, default 4), for ``obs="features"`` only ``frame``
+            ("screen" (default) or "own_side": x and vx mirrored for the right
+            paddle, so each paddle sees its own goal line at x = -1).
+            ``None`` means all defaults.
 
     Returns:
         A new plain dict holding every key that applies to the chosen view,
@@ -93,6 +107,7 @@ def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[st
         ConfigError: ``env_config`` is not a mapping or has unknown keys
             (``key`` is ``""``: the section itself), or a value is of the wrong type
             or out of range, or a pixel-only key is given for the features view
+            (a features-only key for the pixels view)
             (``key`` names it, e.g. ``"max_cycles"``). Callers that nest the section
             re-raise it under their prefix: the experiment loader and the registered
             env creators report ``env_config.max_cycles: ...``.
@@ -122,15 +137,15 @@ def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[st
             "obs", f"must be one of {list(OBS_VIEWS)}, got {obs!r}"
         )
     defaults = dict(GAME_DEFAULTS)
-    if obs == "pixels":
-        defaults.update(PIXEL_DEFAULTS)
-    else:
-        pixel_only = sorted(k for k in PIXEL_DEFAULTS if k in env_config)
-        if pixel_only:
+    views = {"pixels": PIXEL_DEFAULTS, "features": FEATURE_DEFAULTS}
+    defaults.update(views[obs])
+    for other, keys in views.items():
+        misplaced = sorted(k for k in keys if k in env_config) if other != obs else []
+        if misplaced:
             raise ConfigError(
-                pixel_only[0],
-                f"only applies to obs='pixels' (pixel-only key(s) given: {pixel_only}), "
-                f"but obs={obs!r}; drop them or set obs='pixels'",
+                misplaced[0],
+                f"only applies to obs={other!r} ({other}-only key(s) given: {misplaced}), "
+                f"but obs={obs!r}; drop them or set obs={other!r}",
             )
     config: dict[str, Any] = {"obs": obs}
     for key, default in defaults.items():
