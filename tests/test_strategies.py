@@ -38,7 +38,8 @@ def test_strategy_trains_two_iterations(build_algo, kind, strategy):
         assert isinstance(module.action_space, gym.spaces.MultiDiscrete)
         assert module.action_space.nvec.tolist() == [3, 3] and module.observation_space.shape == (10,)
     if strategy == "averaged":
-        assert result["parameter_averaging"]["rounds"] == 1  # every: 2
+        expected = {"quantum": 2, "classical": 1}[kind]  # the configs' every: 1 and every: 2
+        assert result["parameter_averaging"]["rounds"] == expected
     if kind == "quantum":
         assert type(algo.get_module(exp.plan.module_ids[0])).__name__ == "QuantumPPORLModule"
 
