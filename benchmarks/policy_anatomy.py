@@ -70,6 +70,15 @@ def steps_to_paddle(obs: np.ndarray, agent: str) -> float:
     return max(FACES[agent] - x, x - FACES[agent]) / abs(vx) if vx else math.inf
 
 
+def to_screen_frame(obs: np.ndarray, agent: str, frame: str) -> np.ndarray:
+    """``agent``'s observation in the screen frame that the geometry here assumes (a copy):
+    ``env_config.frame: own_side`` gives paddle_1 its ball x and vx negated."""
+    out = np.array(obs, dtype=np.float32, copy=True)
+    if frame == "own_side" and agent == "paddle_1":
+        out[[0, 2]] *= -1.0
+    return out
+
+
 def intercept_y(obs: np.ndarray, agent: str) -> float:
     """The ball's y (scaled as the features) when it reaches ``agent``'s x, bouncing off the top and
     bottom walls on the way; the ball's y now when it flies away."""
@@ -100,6 +109,7 @@ def play(setup, modules, seeds, greedy: bool):
     from rllib_quantum.envs import ENV_CREATORS
 
     env = ENV_CREATORS[setup.env](setup.env_config)
+    frame = setup.env_config.get("frame", "screen")  # the module sees its own frame; the tables the screen's
     steps, ends = [], []
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
@@ -114,13 +124,13 @@ def play(setup, modules, seeds, greedy: bool):
                     ]
                 probs = torch.softmax(logits, -1)[0].numpy()
                 actions[agent] = int(probs.argmax()) if greedy else int(np.random.default_rng(seed * 10007 + t).choice(3, p=probs / probs.sum()))
-                history.append((agent, o.copy(), probs, actions[agent], t))
+                history.append((agent, to_screen_frame(o, agent, frame), probs, actions[agent], t))
             obs, rewards, terms, truncs, _ = env.step(actions)
             t += 1
             done = any(terms.values()) or any(truncs.values())
         missed = None
         if any(terms.values()):  # the ball left the screen: on the left, paddle_0 missed it
-            ball_x = float(next(iter(obs.values()))[0])
+            ball_x = float(obs["paddle_0"][0])  # paddle_0's x is the screen's in either frame
             missed = "paddle_0" if ball_x < 0 else "paddle_1"
         steps.extend(history)
         ends.append((seed, t, missed, history))

@@ -42,6 +42,23 @@ def test_intercept_prediction_matches_the_game():
     assert policy_anatomy.intercept_y(away, "paddle_0") == pytest.approx(0.3)
 
 
+def test_own_side_observations_go_back_to_the_screen_frame():
+    """A checkpoint trained with ``frame: own_side`` is played in its own frame; the tables read the
+    screen frame (the geometry's), which ``to_screen_frame`` restores exactly."""
+    from rllib_quantum.envs import make_parallel_pong
+
+    screen, own = make_parallel_pong({}), make_parallel_pong({"frame": "own_side"})
+    obs_s, _ = screen.reset(seed=4)
+    obs_o, _ = own.reset(seed=4)
+    for _ in range(30):
+        for agent in obs_s:
+            np.testing.assert_array_equal(policy_anatomy.to_screen_frame(obs_o[agent], agent, "own_side"), obs_s[agent])
+            np.testing.assert_array_equal(policy_anatomy.to_screen_frame(obs_s[agent], agent, "screen"), obs_s[agent])
+        assert not np.array_equal(obs_o["paddle_1"], obs_s["paddle_1"])
+        obs_s, *_ = screen.step({"paddle_0": 1, "paddle_1": 2})
+        obs_o, *_ = own.step({"paddle_0": 1, "paddle_1": 2})
+
+
 def test_anatomy_of_a_checkpoint(build_algo, tmp_path):
     from rllib_quantum import load_experiment
 
