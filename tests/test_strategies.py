@@ -38,8 +38,7 @@ def test_strategy_trains_two_iterations(build_algo, kind, strategy):
         assert isinstance(module.action_space, gym.spaces.MultiDiscrete)
         assert module.action_space.nvec.tolist() == [3, 3] and module.observation_space.shape == (10,)
     if strategy == "averaged":
-        expected = {"quantum": 2, "classical": 1}[kind]  # the configs' every: 1 and every: 2
-        assert result["parameter_averaging"]["rounds"] == expected
+        assert result["parameter_averaging"]["rounds"] == 2  # every: 1
     if kind == "quantum":
         assert type(algo.get_module(exp.plan.module_ids[0])).__name__ == "QuantumPPORLModule"
 
