@@ -44,8 +44,8 @@ FEATURE_DEFAULTS: dict[str, Any] = {"frame": "screen"}
 ALLOWED_KEYS = ("obs", *GAME_DEFAULTS, *PIXEL_DEFAULTS, *FEATURE_DEFAULTS)
 MIN_FRAME_SIZE = 8
 
-# key -> (kind, lower bound, allowed values or None); kinds: "int" (>= bound), "pos" (real > 0),
-# "real" (finite real), "bool", "choice" (one of the allowed strings).
+# key -> (kind, bound); kinds: "int" (>= bound), "pos" (real > 0), "real" (finite real), "bool",
+# "choice" (bound: the allowed strings); bound is None where the kind needs none.
 _RULES: dict[str, tuple[str, Any]] = {
     "max_cycles": ("int", 1),
     "ball_speed": ("pos", None),
