@@ -101,6 +101,7 @@ def load_actors(algo, modules: dict) -> None:
 
 def run_seed(seed: int, args: Args, config: dict) -> dict:
     from rllib_quantum import evaluate_modules, load_experiment
+    from rllib_quantum.evaluation import learner_modules
 
     path = ROOT / "configs" / f"{args.config}.yaml"
     cloned = clone_tracker(config["model_config"], args.states, args.steps, args.batch, args.lr, seed)
@@ -131,8 +132,7 @@ def run_seed(seed: int, args: Args, config: dict) -> dict:
                 steps = result["env_runners"]["num_env_steps_sampled_lifetime"]
                 print(f"seed {seed}: iteration {it}, {steps} env steps, training return of the last "
                       f"{args.report_every} iterations: " + ", ".join(f"{a} {v:.1f}" for a, v in zip(agents, recent)))
-        learner = algo.learner_group._learner
-        final = evaluate_modules(experiment, {mid: learner.module[mid] for mid in agents}, episodes=args.eval_episodes)
+        final = evaluate_modules(experiment, learner_modules(experiment, algo), episodes=args.eval_episodes)
         last10 = [nanmean([h[i] for h in history[-10:]]) for i in range(len(agents))]
         print(f"seed {seed}: after PPO ({time.perf_counter() - began:.0f} s): last 10 iterations "
               + ", ".join(f"{a} {v:.1f}" for a, v in zip(agents, last10)) + f" | greedy: {final.summary()}")

@@ -140,8 +140,8 @@ def validate_pong_config(env_config: Mapping[str, Any] | None = None) -> dict[st
     views = {"pixels": PIXEL_DEFAULTS, "features": FEATURE_DEFAULTS}
     defaults.update(views[obs])
     for other, keys in views.items():
-        misplaced = sorted(k for k in keys if k in env_config) if other != obs else []
-        if misplaced:
+        misplaced = sorted(k for k in keys if k in env_config)
+        if other != obs and misplaced:
             raise ConfigError(
                 misplaced[0],
                 f"only applies to obs={other!r} ({other}-only key(s) given: {misplaced}), "
