@@ -20,9 +20,11 @@ PNG per variant (per-seed curves, smoothed, with the random and ceiling levels) 
 variants, ``learning_comparison.png`` (each variant's mean curve over its seeds, their range
 shaded). ``--curves-from`` redraws that figure from earlier runs' ``--storage`` folders, seeds of
 the same variant from several folders together, without training, and prints each mean curve at
-every 50k env steps (the figure's numbers). ``LABEL=FOLDER`` names a folder's runs ``LABEL``
-instead of by variant (folders with the same label are pooled), to set two runs of one variant
-side by side.
+every 50k env steps (the figure's numbers) and how well a run's training return at 150k, 200k and
+250k env steps predicts its final one (Spearman's rank correlation over runs, per group and over
+all: near 0, keeping the best of several short runs would pick at random). ``LABEL=FOLDER``
+names a folder's runs ``LABEL`` instead of by variant (folders with the same label are pooled),
+to set two runs of one variant side by side.
 
     python benchmarks/learning.py [--variants quantum classical quantum-frozen] [--seeds 0 1 2 3 4]
     python benchmarks/learning.py --variants classical --set "ppo.lr=[[0, 0.0025], [500000, 0.00025]]"
@@ -138,6 +140,78 @@ def per_paddle_frames(groups: dict) -> dict:
             for name, runs in groups.items()}
 
 
+def _ranks(values) -> list:
+    """Rank of each value (0 = smallest), ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in order[i : j + 1]:
+            ranks[k] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def rank_correlation(xs, ys) -> float:
+    """Spearman's rank correlation of two equally long sequences (nan if either is constant).
+
+    Example:
+        >>> rank_correlation([1, 2, 3, 4], [10, 30, 20, 40]), rank_correlation([1, 2, 3], [3, 2, 1])
+        (0.8, -1.0)
+    """
+    rx, ry = _ranks(list(xs)), _ranks(list(ys))
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
+
+
+def early_and_final(frames: dict, at=(150_000, 200_000, 250_000), window: int = 25_000) -> str:
+    """Whether a run's early training return predicts its final one: for every run of ``frames``
+    (:func:`per_paddle_frames`), the mean training return of its iterations within ``window`` env
+    steps of each point of ``at``, against the mean of its last 10 iterations (the headline's
+    training return); a markdown table of Spearman's rank correlation over runs, per group and
+    over all runs together. A correlation near 0 means keeping the best of several short runs
+    would pick at random. Runs without a value at a point (no finished episode yet) are left out.
+
+    Example:
+        >>> import pandas as pd
+        >>> run = lambda early, final: pd.DataFrame({STEPS: [100_000, 200_000] + [500_000] * 10,
+        ...                                          PER_PADDLE: [0.0, early] + [final] * 10})
+        >>> frames = {"a": [run(10, 50), run(20, 60)], "b": [run(30, 90), run(40, 70)]}
+        >>> print(early_and_final(frames, at=(200_000,), window=1))
+        | runs | n | 200k |
+        | --- | --- | --- |
+        | a | 2 | 1.00 |
+        | b | 2 | -1.00 |
+        | all | 4 | 0.80 |
+    """
+    columns = [f"{point // 1000}k" for point in at]
+    lines = ["| runs | n | " + " | ".join(columns) + " |", "| --- | --- | " + " | ".join("---" for _ in at) + " |"]
+    pooled = {point: ([], []) for point in at}
+    for name, runs in list(frames.items()) + [("all", None)]:
+        cells = []
+        for point in at:
+            if runs is None:
+                early, final = pooled[point]
+            else:
+                early, final = [], []
+                for df in runs:
+                    near = df[(df[STEPS] - point).abs() <= window][PER_PADDLE].mean()
+                    last = df[PER_PADDLE].tail(10).mean()
+                    if math.isfinite(near) and math.isfinite(last):
+                        early.append(near)
+                        final.append(last)
+                pooled[point][0].extend(early)
+                pooled[point][1].extend(final)
+            cells.append((len(early), f"{rank_correlation(early, final):.2f}" if len(early) >= 2 else "-"))
+        lines.append(f"| {name} | {max(n for n, _ in cells)} | " + " | ".join(c for _, c in cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_comparison(frames: dict, levels: dict, out: Path) -> Path:
     """One figure: each variant's mean training-return curve over its seeds, their range shaded
     (``frames``: :func:`per_paddle_frames`)."""
@@ -189,6 +263,9 @@ def main() -> None:
         from rllib_quantum.plotting import mean_curve_table
 
         print(mean_curve_table(frames, column=PER_PADDLE, smooth=10))
+        print("\ndoes a run's early training return predict its final one? Spearman's rank correlation over runs of "
+              "the mean return within 25k env steps of each point against the mean of the last 10 iterations:")
+        print(early_and_final(frames))
         return
     try:  # a bad --set key or value fails here, naming it, before Ray starts
         scored = {name: scored_agent(build_experiment(*variant_config(name, args))) for name in args.variants}
