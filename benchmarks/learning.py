@@ -140,33 +140,17 @@ def per_paddle_frames(groups: dict) -> dict:
             for name, runs in groups.items()}
 
 
-def _ranks(values) -> list:
-    """Rank of each value (0 = smallest), ties sharing their mean rank."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in order[i : j + 1]:
-            ranks[k] = (i + j) / 2
-        i = j + 1
-    return ranks
-
-
 def rank_correlation(xs, ys) -> float:
     """Spearman's rank correlation of two equally long sequences (nan if either is constant).
 
     Example:
-        >>> rank_correlation([1, 2, 3, 4], [10, 30, 20, 40]), rank_correlation([1, 2, 3], [3, 2, 1])
+        >>> round(rank_correlation([1, 2, 3, 4], [10, 30, 20, 40]), 6), rank_correlation([1, 2, 3], [3, 2, 1])
         (0.8, -1.0)
     """
-    rx, ry = _ranks(list(xs)), _ranks(list(ys))
-    mx, my = statistics.fmean(rx), statistics.fmean(ry)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
+    import pandas as pd
+
+    # Pearson's correlation of the ranks (ties at their mean rank) is Spearman's
+    return float(pd.Series(xs, dtype=float).rank().corr(pd.Series(ys, dtype=float).rank()))
 
 
 def early_and_final(frames: dict, at=(150_000, 200_000, 250_000), window: int = 25_000) -> str:
