@@ -121,6 +121,68 @@ def test_swap_on_rllibs_own_multi_agent_example_env(build_algo):
     assert not all(np.array_equal(before["p0"][k], after["p0"][k]) for k in before["p0"])
 
 
+RESTORE_MODULE = """
+import sys, torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModule
+module = RLModule.from_checkpoint(sys.argv[1])
+obs = torch.linspace(-1, 1, 12).reshape(3, 4)
+logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+print(type(module).__name__, repr(logits.tolist()))
+"""
+
+
+def test_swapped_config_trains_through_tune_and_its_modules_restore_in_a_fresh_process(ray_session, storage, sandbox):
+    """How RLlib users run experiments: the swapped config as Tune's ``param_space`` (``Tuner("PPO",
+    ...)``, which pickles it, lambda mapping included, to the trial); its checkpoint restored here
+    with ``Algorithm.from_checkpoint`` and one module in another Python process with
+    ``RLModule.from_checkpoint`` (no Ray there), both giving the trained module's logits."""
+    from ray import tune
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.rl_module.rl_module import RLModule
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    import torch
+
+    from _helpers import run_script
+
+    config = (
+        PPOConfig()
+        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, episode, **kw: f"p{agent_id}")
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    swapped = with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1})
+    tuner = tune.Tuner("PPO", param_space=swapped, run_config=tune.RunConfig(
+        stop={"training_iteration": 1}, storage_path=storage, verbose=0,
+        checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True)))
+    [result] = tuner.fit()
+    assert result.error is None, result.error
+    # the quantum learner trained both modules (its circuit diagnostics are logged per module)
+    for mid in ("p0", "p1"):
+        assert result.metrics["learners"][mid]["num_module_steps_trained"] > 0
+        assert "quantum/actor_weights_grad_norm" in result.metrics["learners"][mid]
+    path = f"{result.checkpoint.path}/learner_group/learner/rl_module/p0"
+    here = RLModule.from_checkpoint(path)
+    assert isinstance(here, QuantumPPORLModule)
+    with torch.no_grad():
+        expected = here.forward_inference({Columns.OBS: torch.linspace(-1, 1, 12).reshape(3, 4)})[Columns.ACTION_DIST_INPUTS]
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    algo = Algorithm.from_checkpoint(result.checkpoint.path)  # the whole algorithm, here
+    try:
+        with torch.no_grad():
+            got = algo.get_module("p0").forward_inference({Columns.OBS: torch.linspace(-1, 1, 12).reshape(3, 4)})
+        assert torch.equal(got[Columns.ACTION_DIST_INPUTS], expected)
+    finally:
+        algo.stop()
+    script = sandbox / "restore_module.py"
+    script.write_text(RESTORE_MODULE)
+    out = run_script(str(script), [path], sandbox, timeout=180)
+    assert f"QuantumPPORLModule {expected.tolist()!r}" in out, out[-2000:]
+
+
 def test_swap_on_a_pettingzoo_env_whose_agents_die_mid_episode(build_algo):
     """PettingZoo's knights_archers_zombies through RLlib's ParallelPettingZooEnv: agents leave the
     episode when killed, observations are a (27, 5) table of entities (a 2-D Box that is not an
