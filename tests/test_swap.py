@@ -137,12 +137,12 @@ def test_swapped_config_trains_through_tune_and_its_modules_restore_in_a_fresh_p
     ...)``, which pickles it, lambda mapping included, to the trial); its checkpoint restored here
     with ``Algorithm.from_checkpoint`` and one module in another Python process with
     ``RLModule.from_checkpoint`` (no Ray there), both giving the trained module's logits."""
+    import torch
     from ray import tune
+    from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.core.columns import Columns
     from ray.rllib.core.rl_module.rl_module import RLModule
     from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
-
-    import torch
 
     from _helpers import run_script
 
@@ -163,21 +163,20 @@ def test_swapped_config_trains_through_tune_and_its_modules_restore_in_a_fresh_p
     for mid in ("p0", "p1"):
         assert result.metrics["learners"][mid]["num_module_steps_trained"] > 0
         assert "quantum/actor_weights_grad_norm" in result.metrics["learners"][mid]
-    path = f"{result.checkpoint.path}/learner_group/learner/rl_module/p0"
-    here = RLModule.from_checkpoint(path)
-    assert isinstance(here, QuantumPPORLModule)
-    with torch.no_grad():
-        expected = here.forward_inference({Columns.OBS: torch.linspace(-1, 1, 12).reshape(3, 4)})[Columns.ACTION_DIST_INPUTS]
-    from ray.rllib.algorithms.algorithm import Algorithm
 
-    algo = Algorithm.from_checkpoint(result.checkpoint.path)  # the whole algorithm, here
+    obs = {Columns.OBS: torch.linspace(-1, 1, 12).reshape(3, 4)}  # as RESTORE_MODULE feeds it
+    path = f"{result.checkpoint.path}/learner_group/learner/rl_module/p0"
+    module = RLModule.from_checkpoint(path)
+    assert isinstance(module, QuantumPPORLModule)
+    with torch.no_grad():
+        expected = module.forward_inference(obs)[Columns.ACTION_DIST_INPUTS]
+    algo = Algorithm.from_checkpoint(result.checkpoint.path)  # the whole algorithm, in this process
     try:
         with torch.no_grad():
-            got = algo.get_module("p0").forward_inference({Columns.OBS: torch.linspace(-1, 1, 12).reshape(3, 4)})
-        assert torch.equal(got[Columns.ACTION_DIST_INPUTS], expected)
+            assert torch.equal(algo.get_module("p0").forward_inference(obs)[Columns.ACTION_DIST_INPUTS], expected)
     finally:
         algo.stop()
-    script = sandbox / "restore_module.py"
+    script = sandbox / "restore_module.py"  # one module, in a process without Ray
     script.write_text(RESTORE_MODULE)
     out = run_script(str(script), [path], sandbox, timeout=180)
     assert f"QuantumPPORLModule {expected.tolist()!r}" in out, out[-2000:]
