@@ -173,26 +173,21 @@ def early_and_final(frames: dict, at=(150_000, 200_000, 250_000), window: int = 
         | b | 2 | -1.00 |
         | all | 4 | 0.80 |
     """
-    columns = [f"{point // 1000}k" for point in at]
-    lines = ["| runs | n | " + " | ".join(columns) + " |", "| --- | --- | " + " | ".join("---" for _ in at) + " |"]
-    pooled = {point: ([], []) for point in at}
-    for name, runs in list(frames.items()) + [("all", None)]:
-        cells = []
-        for point in at:
-            if runs is None:
-                early, final = pooled[point]
-            else:
-                early, final = [], []
-                for df in runs:
-                    near = df[(df[STEPS] - point).abs() <= window][PER_PADDLE].mean()
-                    last = df[PER_PADDLE].tail(10).mean()
-                    if math.isfinite(near) and math.isfinite(last):
-                        early.append(near)
-                        final.append(last)
-                pooled[point][0].extend(early)
-                pooled[point][1].extend(final)
-            cells.append((len(early), f"{rank_correlation(early, final):.2f}" if len(early) >= 2 else "-"))
-        lines.append(f"| {name} | {max(n for n, _ in cells)} | " + " | ".join(c for _, c in cells) + " |")
+    def values(df) -> tuple:  # (final return, [return near each point of at])
+        near = [df[(df[STEPS] - point).abs() <= window][PER_PADDLE].mean() for point in at]
+        return df[PER_PADDLE].tail(10).mean(), near
+
+    groups = {name: [values(df) for df in runs] for name, runs in frames.items()}
+    groups["all"] = [v for group in groups.values() for v in group]
+    lines = ["| runs | n | " + " | ".join(f"{point // 1000}k" for point in at) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in at) + " |"]
+    for name, runs in groups.items():
+        cells, most = [], 0
+        for i in range(len(at)):
+            pairs = [(near[i], final) for final, near in runs if math.isfinite(near[i]) and math.isfinite(final)]
+            most = max(most, len(pairs))
+            cells.append(f"{rank_correlation(*zip(*pairs)):.2f}" if len(pairs) >= 2 else "-")
+        lines.append(f"| {name} | {most} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
