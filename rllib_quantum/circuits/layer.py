@@ -109,6 +109,11 @@ class QuantumLayer(nn.Module):
         """``"fast"`` (torch statevector) or ``"pennylane"`` (QNode): how ``forward`` runs the circuit."""
         return self._execution_path
 
+    @property
+    def statevector(self) -> Optional[StatevectorCircuit]:
+        """The torch simulator of the fast path (``None`` on the PennyLane path)."""
+        return self._fast
+
     # The QNode (and its device) and cached operators never travel: rebuilt where the layer is used.
     def __getstate__(self):
         state = self.__dict__.copy()

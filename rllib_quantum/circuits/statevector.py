@@ -475,11 +475,9 @@ class StatevectorCircuit:
             compiled = self.compile(weights, rdtype, dense)
         if not compiled.dense and inputs.dim() != 2:
             raise ValueError(f"stacked inputs {tuple(inputs.shape)} need the dense strategy")
-        # exp(-i/2 sum_i t_i z_i(k)): the diagonal of RZ(t_0) x ... x RZ(t_{n-1}), every encoding at once.
-        angles = inputs.to(rdtype).unsqueeze(-2) * input_scale.to(rdtype).unsqueeze(-3)  # (..., B, n_enc, n)
-        phases = angles @ consts.phase_signs  # (..., B, n_encodings, 2**n)
         if compiled.dense:
-            return _DenseRun.apply(phases, compiled.layers, consts.start, consts.readout_pairs, spec.encoding == "reuploading")
+            return self.run_dense(inputs, compiled.layers, input_scale)
+        phases = self._phases(consts, inputs, input_scale, rdtype)
         psi = _unit_phases(phases[:, 0]) * consts.start
         for layer, ops in enumerate(compiled.layers):
             if layer > 0 and spec.encoding == "reuploading":
@@ -492,6 +490,28 @@ class StatevectorCircuit:
         # |amplitude|**2 summed against the read-out signs in one matmul: (re, im) pairs interleaved.
         squares = torch.view_as_real(psi).flatten(-2).square()
         return squares @ consts.readout_pairs
+
+
+    @staticmethod
+    def _phases(consts: _Constants, inputs: torch.Tensor, input_scale: torch.Tensor, rdtype: torch.dtype) -> torch.Tensor:
+        """exp(-i/2 sum_i t_i z_i(k)) is the diagonal of RZ(t_0) x ... x RZ(t_{n-1}): its phases for
+        every encoding at once, ``(..., B, n_encodings, 2**n)``."""
+        angles = inputs.to(rdtype).unsqueeze(-2) * input_scale.to(rdtype).unsqueeze(-3)  # (..., B, n_enc, n)
+        return angles @ consts.phase_signs
+
+    def run_dense(self, inputs: torch.Tensor, layers: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
+        """The read-outs for given dense layer matrices: ``__call__``'s dense strategy with
+        ``layers = compile(weights, dense=True).layers`` (``(..., L, 2**n, 2**n)``, complex),
+        differentiable w.r.t. ``layers`` itself (``rllib_quantum.learners.natural_gradient`` takes
+        per-row gradients of the matrices and chains them to the weights).
+
+        Args:
+            inputs: ``(..., B, n_qubits)``; input_scale: ``(..., n_encodings, n_qubits)``.
+        """
+        rdtype = real_dtype_for(inputs, input_scale, torch.view_as_real(layers))
+        consts = self._consts(rdtype, inputs.device)
+        phases = self._phases(consts, inputs, input_scale, rdtype)
+        return _DenseRun.apply(phases, layers, consts.start, consts.readout_pairs, self.spec.encoding == "reuploading")
 
 
 def _unit_phases(phases: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,13 @@ under ``PPOTorchLearner``), and a numerical-safety check for every module:
   which the classical YAML experiments use too): the same batches, value targets and minibatches
   as RLlib's, made per episode, for all modules at once and as tensor views instead of per
   timestep, per module and per ``SampleBatch`` slice.
+* **Natural-gradient steps** (``model_config["natural_gradient"]``, off by default): the actor's
+  circuit weights, scalings and linear read-out head take natural-gradient steps of a set KL
+  instead of Adam's; the Fisher matrix is estimated once per update from states of its first
+  minibatch (see :mod:`rllib_quantum.learners.natural_gradient`); encoder, critic and log-std stay
+  on Adam. Logged as ``quantum/actor_natural_step_kl`` (the steps' quadratic KL estimate) and
+  ``quantum/actor_natural_step_norm``. With several learners their Fisher matrices are averaged,
+  as their gradients are.
 * **Numerical safety.** Each module's loss is checked before ``backward()`` and its parameters
   after every optimizer step; a nan or inf raises ``FloatingPointError`` naming the module (and the
   parameters), instead of RLlib's default of zeroing non-finite gradients and training on. The
@@ -73,6 +80,7 @@ from ray.rllib.utils.numpy import SMALL_NUMBER
 from ray.rllib.utils.typing import ModuleID, ParamDict
 
 from rllib_quantum import safety
+from rllib_quantum.learners import natural_gradient
 from rllib_quantum.learners.fast_batching_ppo_torch_learner import FastBatchingPPOTorchLearner
 from rllib_quantum.modules.quantum_ppo_rlm import all_finite, non_finite_parameters
 from rllib_quantum.modules.stacked_multi_rlm import STACKED_OUTPUTS
@@ -185,6 +193,10 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
         self._num_optimizer_steps = 0
         self._pending_diagnostics: Dict[tuple, list] = {}
         self._pending_group_metrics: Dict[tuple, tuple] = {}
+        self._fishers: Dict[ModuleID, torch.Tensor] = {}  # natural-gradient modules' Fisher of this update
+        self._fisher_due = True  # estimate them on the next minibatch (the first of an update)
+        self._natural_steps: Dict[ModuleID, list] = {}  # (KL estimate, norm) of each step, logged per update
+        self._fisher_rows = torch.Generator().manual_seed(0)  # which rows estimate a Fisher matrix
         safety.clear()  # a report left by an earlier run in this scope is not ours
         # Quantum modules built from a spec the package did not write learn their id here (env
         # runners' copies keep "<unnamed>" in their errors then; our spec builders set it everywhere).
@@ -224,6 +236,9 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
     def compute_losses(self, *, fwd_out: Dict[str, Any], batch: Dict[str, Any]) -> Dict[str, Any]:
         # Each stacked group of quantum modules gets PPO's loss as one batched computation; every
         # other module (classical, alone, unequal rows, masks, ...) PPOTorchLearner's own.
+        if self._fisher_due:
+            self._estimate_fishers(fwd_out, batch)
+            self._fisher_due = False
         groups = self._loss_groups(fwd_out, batch)
         grouped = {mid for group in groups for mid in group}
         # A module that falls back to RLlib's loss in this minibatch has its metrics logged by it:
@@ -336,6 +351,76 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
                 self.metrics.log_dict({key: row[m] for key, row in zip(keys, rows)}, key=mid, window=1)
         self._pending_group_metrics.clear()
 
+    # ---- natural-gradient steps (model_config["natural_gradient"]) ---------------------------------
+    def _natural_gradient_config(self, module_id: ModuleID):
+        config = getattr(self.module[module_id].unwrapped(), "quantum_config", None)
+        return None if config is None else config.natural_gradient
+
+    def _estimate_fishers(self, fwd_out: Dict[str, Any], batch: Dict[str, Any]) -> None:
+        """Each natural-gradient module's Fisher matrix from ``fisher_rows`` random states of this
+        minibatch (averaged over learners when there are several)."""
+        self._fishers = {}
+        for module_id, out in fwd_out.items():
+            config = self._natural_gradient_config(module_id)
+            if config is None or Columns.EMBEDDINGS not in out:
+                continue
+            embeddings = out[Columns.EMBEDDINGS].detach()
+            rows = torch.randperm(len(embeddings), generator=self._fisher_rows)[: config.fisher_rows].to(embeddings.device)
+            module = self.module[module_id].unwrapped()
+            observations = None
+            if module.mask_keys is not None:  # the rows' action masks
+                observations = {Columns.OBS: {k: v[rows] for k, v in batch[module_id][Columns.OBS].items()}}
+            fisher = natural_gradient.fisher(module, embeddings[rows], observations)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(fisher)
+                fisher /= torch.distributed.get_world_size()
+            self._fishers[module_id] = fisher
+
+    def _lr_factor(self, module_id: ModuleID) -> float:
+        """PPO's current lr over its initial one (1 for a constant lr)."""
+        lr = self.config.get_config_for_module(module_id).lr
+        initial = float(lr[0][1]) if isinstance(lr, (list, tuple)) else float(lr)
+        for group in self.get_optimizer(module_id).param_groups if self._module_optimizers.get(module_id) else []:
+            if group.get("lr_multiplier", 1.0) > 0 and initial > 0:
+                return float(group["lr"]) / group.get("lr_multiplier", 1.0) / initial
+        return 1.0
+
+    def _natural_gradient_steps(self, gradients_dict: ParamDict) -> None:
+        """A natural-gradient step for each natural-gradient module's actor parameters; their
+        gradients are then taken out, so that Adam steps only the rest."""
+        for module_id, fisher in self._fishers.items():
+            module = self.module[module_id].unwrapped()
+            params = natural_gradient.actor_parameters(module)
+            refs = [self.get_param_ref(p) for _, p, _ in params]
+            grads = [gradients_dict.get(ref) for ref in refs]
+            if not params or any(g is None for g in grads):  # not trained in this minibatch
+                continue
+            config = self._natural_gradient_config(module_id)
+            g = torch.cat([grad.reshape(-1) for grad in grads])
+            step, _ = natural_gradient.natural_step(fisher, g, config.kl * self._lr_factor(module_id) ** 2, config.damping)
+            if not all_finite(step):
+                raise FloatingPointError(
+                    f"module {module_id!r}: non-finite natural-gradient step at optimizer step "
+                    f"{self._num_optimizer_steps + 1} of this learner" + _parameter_note(module)
+                )
+            with torch.no_grad():
+                offset = 0
+                for (_, p, group), ref in zip(params, refs):
+                    part = step[offset: offset + p.numel()].view_as(p)
+                    offset += p.numel()
+                    p.add_(part * module.lr_multipliers[group])  # 1 unless a multiplier scales the group
+                    gradients_dict.pop(ref)
+                    p.grad = None
+            s = step.double()
+            self._natural_steps.setdefault(module_id, []).append(torch.stack([0.5 * s @ fisher @ s, s.norm()]))
+
+    def _log_natural_steps(self) -> None:
+        for module_id, steps in self._natural_steps.items():
+            kl, norm = torch.stack(steps).mean(0).tolist()
+            self.metrics.log_value((module_id, "quantum/actor_natural_step_kl"), kl, reduce="mean", window=1)
+            self.metrics.log_value((module_id, "quantum/actor_natural_step_norm"), norm, reduce="mean", window=1)
+        self._natural_steps.clear()
+
     @override(TorchLearner)
     def compute_gradients(self, loss_per_module, **kwargs) -> ParamDict:
         losses = [loss.detach().reshape(-1) for loss in loss_per_module.values() if torch.is_tensor(loss)]
@@ -354,6 +439,8 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
 
     @override(TorchLearner)
     def apply_gradients(self, gradients_dict: ParamDict) -> None:
+        if self._fishers:
+            self._natural_gradient_steps(gradients_dict)
         optimizers = [self.get_optimizer(mid, name) for mid, names in self._module_optimizers.items() for name in names]
         if self._grad_scalers is None and self._lr_scheduler_classes is None and _finite_gradients(gradients_dict):
             # RLlib's path minus its per-tensor finite checks (one check above): set the gradients,
@@ -413,6 +500,8 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
     @override(Learner)
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
         self._log_group_metrics()  # first: PPO's adaptive KL coefficient reads the logged KL below
+        self._log_natural_steps()
+        self._fisher_due = True  # the next update estimates its own Fisher matrices
         super().after_gradient_based_update(timesteps=timesteps)
         # Each diagnostic's mean over this update's minibatches: one read per update.
         for names, rows in self._pending_diagnostics.items():

@@ -29,6 +29,7 @@ import numpy as np
 
 from rllib_quantum.circuits import CircuitSpec
 from rllib_quantum.circuits.spec import is_int
+from rllib_quantum.circuits.statevector import fast_path_unsupported_reason
 from rllib_quantum.modules.observations import encoder_input_shape, split_action_mask
 from rllib_quantum.errors import ConfigError, reraise_under
 
@@ -60,6 +61,10 @@ DEFAULT_MODEL_CONFIG: dict = {
     # Learning rate of each parameter group = PPO's lr (or lr schedule) x this factor; 0 freezes
     # the group. Read by QuantumPPOTorchLearner (RLlib's default learner uses one lr for all).
     "lr_multipliers": dict.fromkeys(PARAMETER_GROUPS, 1.0),
+    # Natural-gradient steps for the actor's circuit, scalings and linear read-out head instead of
+    # Adam (None: Adam for everything): a dict of NaturalGradientConfig's keys, e.g. {"kl": 1e-4}.
+    # Read by QuantumPPOTorchLearner; see rllib_quantum.learners.natural_gradient.
+    "natural_gradient": None,
 }
 
 # ``model_config`` keys the spec builders (``rllib_quantum.strategies.module_spec``,
@@ -115,6 +120,71 @@ def _lr_multipliers(value: Any) -> dict:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
             raise ConfigError(f"lr_multipliers.{group}", f"must be a finite number >= 0, got {factor!r}")
         out[group] = float(factor)
+    return out
+
+
+# Natural-gradient steps build per-row copies of the dense layer matrices (4**n entries each).
+NATURAL_GRADIENT_MAX_QUBITS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class NaturalGradientConfig:
+    """Natural-gradient steps for a quantum actor (``model_config["natural_gradient"]``).
+
+    Args:
+        kl: the KL divergence each minibatch step aims at (its quadratic estimate), at PPO's
+            initial lr; it follows the lr schedule's shape, ``kl * (lr_t / lr_0)**2``.
+        damping: ``lambda / mean(diag F)``, the Fisher matrix's Tikhonov damping.
+        fisher_rows: states of each update's first minibatch the Fisher matrix is estimated from.
+
+    Example:
+        >>> NaturalGradientConfig.from_dict({"kl": 1e-4})
+        NaturalGradientConfig(kl=0.0001, damping=0.001, fisher_rows=500)
+        >>> NaturalGradientConfig.from_dict({"kl": 0})
+        Traceback (most recent call last):
+        ...
+        rllib_quantum.errors.ConfigError: natural_gradient.kl: must be a finite number > 0, got 0
+    """
+
+    kl: float = 1e-4
+    damping: float = 1e-3
+    fisher_rows: int = 500
+
+    @classmethod
+    def from_dict(cls, value: Any) -> "NaturalGradientConfig":
+        """Checks a user's dict (missing keys take the defaults); ``ConfigError`` under ``natural_gradient``."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(value, Mapping):
+            raise ConfigError("natural_gradient", f"must be a dict over {allowed} or None, got {value!r}")
+        unknown = sorted(str(k) for k in set(value) - set(allowed))
+        if unknown:
+            raise ConfigError("natural_gradient", f"unknown key(s) {unknown}; allowed: {allowed}")
+        for key in ("kl", "damping"):
+            v = value.get(key, getattr(cls, key))
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"natural_gradient.{key}", f"must be a finite number > 0, got {v!r}")
+        rows = value.get("fisher_rows", cls.fisher_rows)
+        if not is_int(rows) or rows < 1:
+            raise ConfigError("natural_gradient.fisher_rows", f"must be an int >= 1, got {rows!r}")
+        return cls(float(value.get("kl", cls.kl)), float(value.get("damping", cls.damping)), int(rows))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _natural_gradient(value: Any, actor: CircuitSpec) -> Optional[NaturalGradientConfig]:
+    if value is None:
+        return None
+    out = NaturalGradientConfig.from_dict(value)
+    if actor.execution == "pennylane" or fast_path_unsupported_reason(actor) is not None:
+        reason = "execution is 'pennylane'" if actor.execution == "pennylane" else fast_path_unsupported_reason(actor)
+        raise ConfigError("natural_gradient", f"needs the actor circuit on the fast path, but {reason}")
+    if actor.n_qubits > NATURAL_GRADIENT_MAX_QUBITS:
+        raise ConfigError(
+            "natural_gradient",
+            f"takes circuits of at most {NATURAL_GRADIENT_MAX_QUBITS} qubits (it copies the dense layer matrices per "
+            f"state), got circuit.n_qubits {actor.n_qubits}; use None (Adam) for larger circuits",
+        )
     return out
 
 
@@ -252,6 +322,8 @@ def _check_keys(model_config: Optional[Mapping[str, Any]]) -> Tuple[dict, Circui
     _int_list("conv_filters", cfg["conv_filters"], inner=3)
     _int_list("critic_hiddens", cfg["critic_hiddens"])
     cfg["lr_multipliers"] = _lr_multipliers(cfg["lr_multipliers"])
+    natural = _natural_gradient(cfg["natural_gradient"], actor_spec)
+    cfg["natural_gradient"] = None if natural is None else natural.to_dict()
     critic_spec = None
     if cfg["critic"] == "quantum":
         critic = {**circuit, **cfg["critic_circuit"], "n_outputs": None}  # all wires read out
@@ -363,6 +435,8 @@ class QuantumModelConfig:
         critic_circuit: the quantum critic's circuit (every wire read out), else ``None``.
         critic_hiddens: hidden sizes of the classical critic MLP; ``()`` for a quantum critic.
         lr_multipliers: read-only mapping, parameter group -> learning-rate factor.
+        natural_gradient: natural-gradient steps for the actor (:class:`NaturalGradientConfig`), or
+            ``None`` (Adam for every parameter).
         module_id: the module's id (named in its errors), if a spec builder set it.
         seed: the experiment seed of the seeded parameter init, if any.
         action_mask_keys: with an observation ``Dict`` that carries an ``"action_mask"`` for the
@@ -395,6 +469,7 @@ class QuantumModelConfig:
     critic_circuit: Optional[CircuitSpec]
     critic_hiddens: Tuple[int, ...]
     lr_multipliers: Mapping[str, float]
+    natural_gradient: Optional[NaturalGradientConfig] = None
     module_id: Optional[str] = None
     seed: Optional[int] = None
     # Derived from the spaces, not a key: the observation entries the policy reads when the space
@@ -456,6 +531,7 @@ class QuantumModelConfig:
             critic_circuit=critic,
             critic_hiddens=cfg["critic_hiddens"] if critic is None else (),
             lr_multipliers=cfg["lr_multipliers"],
+            natural_gradient=None if cfg["natural_gradient"] is None else NaturalGradientConfig(**cfg["natural_gradient"]),
             module_id=cfg.get(MODULE_ID_KEY),
             seed=cfg.get(SEED_KEY),
             action_mask_keys=mask_keys,
@@ -486,6 +562,7 @@ class QuantumModelConfig:
             "critic_circuit": critic_circuit,
             "critic_hiddens": list(self.critic_hiddens),
             "lr_multipliers": dict(self.lr_multipliers),
+            "natural_gradient": None if self.natural_gradient is None else self.natural_gradient.to_dict(),
         }
         if self.module_id is not None:
             out[MODULE_ID_KEY] = self.module_id
