@@ -5,8 +5,10 @@ Public API (documented in README.md):
 - circuits: :class:`CircuitSpec`, :class:`QuantumLayer`, :func:`build_qnode`, :func:`draw_circuit`,
   :func:`stacked_forward`
 - modules: :class:`QuantumPPORLModule`, :class:`StackedQuantumMultiRLModule`,
-  :class:`QuantumModelConfig`, :data:`DEFAULT_MODEL_CONFIG`, :func:`validate_model_config`
-- learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, circuit diagnostics),
+  :class:`QuantumModelConfig`, :class:`NaturalGradientConfig`, :data:`DEFAULT_MODEL_CONFIG`,
+  :func:`validate_model_config`
+- learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, natural-gradient steps for
+  quantum actors, circuit diagnostics),
   :class:`FastBatchingPPOTorchLearner` (RLlib's PPO learner, its per-agent batching vectorised)
 - evaluation: :func:`evaluate_modules`, :func:`load_modules`, :class:`EvaluationReport`
 - experiments: :func:`load_experiment`, :func:`build_experiment`, :class:`Experiment`
@@ -39,6 +41,7 @@ from rllib_quantum.envs import (
 from rllib_quantum.learners import FastBatchingPPOTorchLearner, QuantumPPOTorchLearner
 from rllib_quantum.modules import (
     DEFAULT_MODEL_CONFIG,
+    NaturalGradientConfig,
     QuantumModelConfig,
     QuantumPPORLModule,
     StackedQuantumMultiRLModule,
@@ -64,6 +67,7 @@ __all__ = [
     "EvaluationReport",
     "Experiment",
     "JointAgentEnv",
+    "NaturalGradientConfig",
     "ParameterAveragingCallback",
     "QuantumLayer",
     "QuantumModelConfig",

@@ -31,14 +31,17 @@ def _logits(modules) -> dict:
 
 
 def _optimizer_state(learner) -> dict:
-    """``{optimizer name: [(step, exp_avg, exp_avg_sq) per parameter]}`` of every module's optimizers."""
+    """``{optimizer name: [(step, exp_avg, exp_avg_sq) per parameter Adam stepped]}`` of every
+    module's optimizers (the shipped quantum config's actor takes natural-gradient steps instead:
+    Adam keeps no state for it)."""
     out = {}
     for mid in learner.module.keys():
         for name, optim in learner.get_optimizers_for_module(mid):
             out[name] = [
                 tuple(optim.state[p][k].clone() for k in ("step", "exp_avg", "exp_avg_sq"))
-                for group in optim.param_groups for p in group["params"]
+                for group in optim.param_groups for p in group["params"] if optim.state.get(p)
             ]
+            assert out[name], name
     return out
 
 

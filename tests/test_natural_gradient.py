@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core.columns import Columns
 
 from rllib_quantum.config import load_experiment
@@ -173,7 +174,7 @@ def test_natural_gradient_settings_round_trip_and_default_off():
     assert QuantumModelConfig.from_dict({}, BOX5, gym.spaces.Discrete(3)).natural_gradient is None
 
 
-def test_ppo_takes_natural_steps_for_the_actor_and_adam_steps_the_rest(build_algo):
+def test_ppo_takes_natural_steps_for_the_actor_and_adam_steps_the_rest(build_algo, tmp_path):
     """A real PPO iteration on pong features, YAML config plus ``--set``-style overrides: the actor's
     circuit, scalings and read-out head move by natural-gradient steps (Adam keeps no state for
     them), the critic by Adam, and the steps' KL estimates are logged under ``quantum/``."""
@@ -199,3 +200,12 @@ def test_ppo_takes_natural_steps_for_the_actor_and_adam_steps_the_rest(build_alg
     # the Fisher matrix comes from 50 of the minibatch's 100 states).
     assert 0 < metrics["quantum/actor_natural_step_kl"] <= 1.0001e-3
     assert metrics["quantum/actor_natural_step_norm"] > 0
+    # A checkpoint carries each module's Fisher-row draws: a restored learner draws what this one would.
+    restored = Algorithm.from_checkpoint(algo.save_to_path(str(tmp_path / "checkpoint")))
+    try:
+        rows = restored.learner_group._learner._fisher_rows
+        assert set(rows) == {"paddle_0", "paddle_1"}
+        for mid, generator in learner._fisher_rows.items():
+            assert torch.equal(rows[mid].get_state(), generator.get_state())
+    finally:
+        restored.stop()

@@ -61,6 +61,7 @@ Example:
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Dict, List
 
 import torch
@@ -72,6 +73,7 @@ from ray.rllib.algorithms.ppo.ppo import (
     LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY,
 )
 from ray.rllib.core.columns import Columns
+from ray.rllib.core import COMPONENT_OPTIMIZER
 from ray.rllib.core.learner.learner import DEFAULT_OPTIMIZER, ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY, Learner
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.evaluation.postprocessing import Postprocessing
@@ -86,6 +88,7 @@ from rllib_quantum.modules.quantum_ppo_rlm import all_finite, non_finite_paramet
 from rllib_quantum.modules.stacked_multi_rlm import STACKED_OUTPUTS
 
 DIAGNOSTICS = ("weights_grad_norm", "readout_abs_mean", "input_scale_mean", "output_scale_mean")
+FISHER_ROWS_STATE = "natural_gradient_rows"  # learner state: each module's Fisher-row generator
 
 
 def _circuit_name(path: str) -> str:
@@ -196,7 +199,7 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
         self._fishers: Dict[ModuleID, torch.Tensor] = {}  # natural-gradient modules' Fisher of this update
         self._fisher_due = True  # estimate them on the next minibatch (the first of an update)
         self._natural_steps: Dict[ModuleID, list] = {}  # (KL estimate, norm) of each step, logged per update
-        self._fisher_rows = torch.Generator().manual_seed(0)  # which rows estimate a Fisher matrix
+        self._fisher_rows: Dict[ModuleID, torch.Generator] = {}  # per module: which rows estimate its Fisher
         safety.clear()  # a report left by an earlier run in this scope is not ours
         # Quantum modules built from a spec the package did not write learn their id here (env
         # runners' copies keep "<unnamed>" in their errors then; our spec builders set it everywhere).
@@ -365,7 +368,10 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
             if config is None or Columns.EMBEDDINGS not in out:
                 continue
             embeddings = out[Columns.EMBEDDINGS].detach()
-            rows = torch.randperm(len(embeddings), generator=self._fisher_rows)[: config.fisher_rows].to(embeddings.device)
+            if module_id not in self._fisher_rows:  # seeded by the module id: the draws do not depend on module order
+                self._fisher_rows[module_id] = torch.Generator().manual_seed(zlib.crc32(str(module_id).encode()))
+            draw = torch.randperm(len(embeddings), generator=self._fisher_rows[module_id])
+            rows = draw[: config.fisher_rows].to(embeddings.device)
             module = self.module[module_id].unwrapped()
             observations = None
             if module.mask_keys is not None:  # the rows' action masks
@@ -375,6 +381,21 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
                 torch.distributed.all_reduce(fisher)
                 fisher /= torch.distributed.get_world_size()
             self._fishers[module_id] = fisher
+
+    @override(Learner)
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        # The Fisher rows' draws travel with the optimizer state: a restored run draws what it would have.
+        if self._fisher_rows and self._check_component(COMPONENT_OPTIMIZER, components, not_components):
+            state[FISHER_ROWS_STATE] = {mid: g.get_state() for mid, g in self._fisher_rows.items()}
+        return state
+
+    @override(Learner)
+    def set_state(self, state) -> None:
+        super().set_state(state)
+        for module_id, generator_state in state.get(FISHER_ROWS_STATE, {}).items():
+            self._fisher_rows[module_id] = torch.Generator()
+            self._fisher_rows[module_id].set_state(generator_state)
 
     def _lr_factor(self, module_id: ModuleID) -> float:
         """PPO's current lr over its initial one (1 for a constant lr)."""

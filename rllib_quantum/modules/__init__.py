@@ -3,6 +3,7 @@
 from rllib_quantum.modules.model_config import (
     DEFAULT_MODEL_CONFIG,
     ActionHead,
+    NaturalGradientConfig,
     QuantumModelConfig,
     spec_model_config,
     validate_model_config,
@@ -13,6 +14,7 @@ from rllib_quantum.modules.stacked_multi_rlm import StackedQuantumMultiRLModule
 __all__ = [
     "DEFAULT_MODEL_CONFIG",
     "ActionHead",
+    "NaturalGradientConfig",
     "QuantumModelConfig",
     "QuantumPPORLModule",
     "StackedQuantumMultiRLModule",
