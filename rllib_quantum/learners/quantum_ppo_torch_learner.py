@@ -414,10 +414,10 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
             params = natural_gradient.actor_parameters(module)
             refs = [self.get_param_ref(p) for _, p, _ in params]
             grads = [gradients_dict.get(ref) for ref in refs]
-            if not params or any(g is None for g in grads):  # not trained in this minibatch
+            if all(g is None for g in grads):  # not trained in this minibatch
                 continue
             config = self._natural_gradient_config(module_id)
-            g = torch.cat([grad.reshape(-1) for grad in grads])
+            g = torch.cat([(torch.zeros_like(p) if grad is None else grad).reshape(-1) for grad, (_, p, _) in zip(grads, params)])
             step, _ = natural_gradient.natural_step(fisher, g, config.kl * self._lr_factor(module_id) ** 2, config.damping)
             if not all_finite(step):
                 raise FloatingPointError(
@@ -430,7 +430,7 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
                     part = step[offset: offset + p.numel()].view_as(p)
                     offset += p.numel()
                     p.add_(part * module.lr_multipliers[group])  # 1 unless a multiplier scales the group
-                    gradients_dict.pop(ref)
+                    gradients_dict.pop(ref, None)
                     p.grad = None
             s = step.double()
             self._natural_steps.setdefault(module_id, []).append(torch.stack([0.5 * s @ fisher @ s, s.norm()]))
