@@ -128,7 +128,7 @@ def test_a_natural_step_moves_the_policy_by_its_kl():
     advantages = torch.randn(400, generator=g)
     loss = -(advantages * torch.log_softmax(logits, -1).gather(1, actions[:, None])[:, 0]).mean()
     grad = torch.cat([x.reshape(-1) for x in torch.autograd.grad(loss, params)])
-    step, _ = natural_gradient.natural_step(f, grad, kl=kl, damping=1e-3)
+    step = natural_gradient.natural_step(f, grad, kl=kl, damping=1e-3)
     before = torch.log_softmax(logits.detach().double(), -1)
     with torch.no_grad():
         offset = 0

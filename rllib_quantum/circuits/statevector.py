@@ -491,7 +491,6 @@ class StatevectorCircuit:
         squares = torch.view_as_real(psi).flatten(-2).square()
         return squares @ consts.readout_pairs
 
-
     @staticmethod
     def _phases(consts: _Constants, inputs: torch.Tensor, input_scale: torch.Tensor, rdtype: torch.dtype) -> torch.Tensor:
         """exp(-i/2 sum_i t_i z_i(k)) is the diagonal of RZ(t_0) x ... x RZ(t_{n-1}): its phases for

@@ -38,7 +38,7 @@ Example:
     >>> f.shape, bool(torch.allclose(f, f.T)), bool(torch.linalg.eigvalsh(f).min() > -1e-12)
     (torch.Size([14, 14]), True, True)
     >>> g = (f @ torch.randn(14, dtype=torch.float64)).float()   # a policy gradient lies in F's range
-    >>> step, _ = natural_step(f, g, kl=0.001, damping=0.001)
+    >>> step = natural_step(f, g, kl=0.001, damping=0.001)
     >>> round(float(0.5 * step.double() @ f @ step.double()), 4)   # the step's KL, up to the damping
     0.001
 """
@@ -99,8 +99,9 @@ def action_jacobian(module, embeddings: torch.Tensor) -> Tuple[torch.Tensor, tor
         return p.detach()
 
     weights = layer.weights.detach().to(rdtype)
+    with torch.no_grad():
+        layers = circuit.compile(weights, rdtype, dense=True).layers  # (L', 2**n, 2**n)
     with torch.enable_grad():
-        layers = circuit.compile(weights, rdtype, dense=True).layers.detach()  # (L', 2**n, 2**n)
         if id(layer.weights) in moves:  # the angles' per-row stand-in: the layer matrices, per row
             layers = leaves[id(layer.weights)] = _per_row(layers, rows)
         out = circuit.run_dense(embeddings.detach().to(rdtype).unsqueeze(1), layers, value(layer.input_scale))[:, 0]
@@ -160,14 +161,14 @@ def fisher(module, embeddings: torch.Tensor, batch: Optional[Dict[str, Any]] = N
     return torch.einsum("rkd,rkl,rle->de", jacobian, metric, jacobian) / embeddings.shape[0]
 
 
-def natural_step(f: torch.Tensor, grad: torch.Tensor, kl: float, damping: float) -> Tuple[torch.Tensor, float]:
-    """``(-eta (F + lambda I)^-1 g, g^T (F + lambda I)^-1 g)`` with ``lambda = damping * mean(diag F)``
-    and ``eta`` such that ``0.5 eta^2 g^T (F + lambda I)^-1 g = kl``; a zero step where that
-    product is not positive (no gradient). The step has ``grad``'s dtype."""
+def natural_step(f: torch.Tensor, grad: torch.Tensor, kl: float, damping: float) -> torch.Tensor:
+    """``-eta (F + lambda I)^-1 g`` with ``lambda = damping * mean(diag F)`` and ``eta`` such that
+    ``0.5 eta^2 g^T (F + lambda I)^-1 g = kl``; a zero step where that product is not positive (no
+    gradient). The step has ``grad``'s dtype."""
     g = grad.detach().double()
     lam = damping * torch.diagonal(f).mean().clamp_min(torch.finfo(torch.float64).tiny)
     direction = torch.linalg.solve(f + lam * torch.eye(f.shape[0], dtype=f.dtype, device=f.device), g)
     g_d = float(g @ direction)
     if not g_d > 0:
-        return torch.zeros_like(grad), g_d
-    return (-(2.0 * kl / g_d) ** 0.5 * direction).to(grad.dtype), g_d
+        return torch.zeros_like(grad)
+    return (-(2.0 * kl / g_d) ** 0.5 * direction).to(grad.dtype)

@@ -72,8 +72,8 @@ from ray.rllib.algorithms.ppo.ppo import (
     LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
     LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY,
 )
-from ray.rllib.core.columns import Columns
 from ray.rllib.core import COMPONENT_OPTIMIZER
+from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import DEFAULT_OPTIMIZER, ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY, Learner
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.evaluation.postprocessing import Postprocessing
@@ -418,7 +418,7 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
                 continue
             config = self._natural_gradient_config(module_id)
             g = torch.cat([(torch.zeros_like(p) if grad is None else grad).reshape(-1) for grad, (_, p, _) in zip(grads, params)])
-            step, _ = natural_gradient.natural_step(fisher, g, config.kl * self._lr_factor(module_id) ** 2, config.damping)
+            step = natural_gradient.natural_step(fisher, g, config.kl * self._lr_factor(module_id) ** 2, config.damping)
             if not all_finite(step):
                 raise FloatingPointError(
                     f"module {module_id!r}: non-finite natural-gradient step at optimizer step "

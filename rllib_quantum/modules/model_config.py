@@ -159,14 +159,14 @@ class NaturalGradientConfig:
         unknown = sorted(str(k) for k in set(value) - set(allowed))
         if unknown:
             raise ConfigError("natural_gradient", f"unknown key(s) {unknown}; allowed: {allowed}")
+        out = {f.name: value.get(f.name, f.default) for f in dataclasses.fields(cls)}
         for key in ("kl", "damping"):
-            v = value.get(key, getattr(cls, key))
+            v = out[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"natural_gradient.{key}", f"must be a finite number > 0, got {v!r}")
-        rows = value.get("fisher_rows", cls.fisher_rows)
-        if not is_int(rows) or rows < 1:
-            raise ConfigError("natural_gradient.fisher_rows", f"must be an int >= 1, got {rows!r}")
-        return cls(float(value.get("kl", cls.kl)), float(value.get("damping", cls.damping)), int(rows))
+        if not is_int(out["fisher_rows"]) or out["fisher_rows"] < 1:
+            raise ConfigError("natural_gradient.fisher_rows", f"must be an int >= 1, got {out['fisher_rows']!r}")
+        return cls(float(out["kl"]), float(out["damping"]), int(out["fisher_rows"]))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -176,8 +176,8 @@ def _natural_gradient(value: Any, actor: CircuitSpec) -> Optional[NaturalGradien
     if value is None:
         return None
     out = NaturalGradientConfig.from_dict(value)
-    if actor.execution == "pennylane" or fast_path_unsupported_reason(actor) is not None:
-        reason = "execution is 'pennylane'" if actor.execution == "pennylane" else fast_path_unsupported_reason(actor)
+    reason = "execution is 'pennylane'" if actor.execution == "pennylane" else fast_path_unsupported_reason(actor)
+    if reason is not None:
         raise ConfigError("natural_gradient", f"needs the actor circuit on the fast path, but {reason}")
     if actor.n_qubits > NATURAL_GRADIENT_MAX_QUBITS:
         raise ConfigError(
