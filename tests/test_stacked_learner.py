@@ -26,7 +26,11 @@ SPREAD_TINY = {
     "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 1,
     "model_config.circuit.n_layers": 1,
 }
-CONFIGS = {"spread": (SPREAD, SPREAD_TINY), "pong_features": (FEATURES, tiny("quantum"))}
+# Adam for every parameter: these tests compare batched and per-module execution of RLlib's loss and
+# Adam steps to float32 rounding; the shipped pong config's natural-gradient steps solve with the
+# Fisher matrix, whose small eigenvalues amplify that rounding beyond these tolerances
+# (tests/test_natural_gradient.py checks those steps).
+CONFIGS = {"spread": (SPREAD, SPREAD_TINY), "pong_features": (FEATURES, tiny("quantum", **{"model_config.natural_gradient": None}))}
 PPO_METRICS = ("policy_loss", "vf_loss", "vf_loss_unclipped", "vf_explained_var", "entropy", "mean_kl_loss")
 
 
