@@ -121,6 +121,33 @@ def test_swap_on_rllibs_own_multi_agent_example_env(build_algo):
     assert not all(np.array_equal(before["p0"][k], after["p0"][k]) for k in before["p0"])
 
 
+
+def test_swap_keeps_per_module_overrides_list_policies_and_default_model_config(build_algo):
+    """Other everyday RLlib styles: `policies` as a list, RLlib's `DefaultModelConfig` in
+    `.rl_module(model_config=...)`, and
+    `algorithm_config_overrides_per_module` (one module with its own lr): the swapped modules train
+    with each module's own lr, as RLlib's learner would."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    config = (
+        PPOConfig()
+        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies=["p0", "p1"], policy_mapping_fn=lambda agent_id, episode, **kw: f"p{agent_id}",
+                     algorithm_config_overrides_per_module={"p0": PPOConfig.overrides(lr=0.0001)})
+        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[16]))
+        .training(lr=0.003, train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    swapped = with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1})
+    result = build_algo(swapped).train()
+    lrs = {mid: result["learners"][mid]["default_optimizer_learning_rate"] for mid in ("p0", "p1")}
+    assert lrs == pytest.approx({"p0": 0.0001, "p1": 0.003})
+    for mid in ("p0", "p1"):
+        assert result["learners"][mid]["num_module_steps_trained"] > 0
+        assert result["learners"][mid]["quantum/actor_weights_grad_norm"] > 0
+
+
 RESTORE_MODULE = """
 import sys, torch
 from ray.rllib.core.columns import Columns
