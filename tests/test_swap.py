@@ -121,12 +121,10 @@ def test_swap_on_rllibs_own_multi_agent_example_env(build_algo):
     assert not all(np.array_equal(before["p0"][k], after["p0"][k]) for k in before["p0"])
 
 
-
 def test_swap_keeps_per_module_overrides_list_policies_and_default_model_config(build_algo):
     """Other everyday RLlib styles: `policies` as a list, RLlib's `DefaultModelConfig` in
-    `.rl_module(model_config=...)`, and
-    `algorithm_config_overrides_per_module` (one module with its own lr): the swapped modules train
-    with each module's own lr, as RLlib's learner would."""
+    `.rl_module(model_config=...)`, and `algorithm_config_overrides_per_module` (one module with
+    its own lr): the swapped modules train with each module's own lr, as RLlib's learner would."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
 
