@@ -156,7 +156,11 @@ def test_modules_of_other_shapes_or_classes_are_not_stacked():
 
 
 def _trained(build_algo, stack: bool):
-    exp = load_experiment(FEATURES, tiny("quantum", **{"ppo.num_epochs": 2, "stack_modules": stack}))
+    # Adam for every parameter: stacked and per-module execution differ by float32 rounding, which
+    # the shipped config's natural-gradient steps amplify through the Fisher matrix's small
+    # eigenvalues beyond these tolerances (as in tests/test_stacked_learner.py).
+    exp = load_experiment(FEATURES, tiny("quantum", **{"ppo.num_epochs": 2, "stack_modules": stack,
+                                                       "model_config.natural_gradient": None}))
     algo = build_algo(exp.algo_config)
     learner = algo.learner_group._learner
     assert type(learner.module) is (StackedQuantumMultiRLModule if stack else MultiRLModule)
