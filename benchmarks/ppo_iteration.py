@@ -2,8 +2,12 @@
 
 Side by side in one process, same env, strategy, batch sizes and env-runner settings:
 
-- ``quantum``            configs/quantum_independent_pong_features.yaml (fast execution path)
-- ``quantum-pennylane``  the same, with ``model_config.circuit.execution: pennylane`` forced
+- ``quantum``            configs/quantum_independent_pong_features.yaml (fast execution path) with
+                         Adam for every parameter, as the classical config (``natural_gradient: null``):
+                         what the module and learner cost, optimizer for optimizer
+- ``quantum-natural-gradient``  the config as shipped: natural-gradient steps for the actor (a
+                         Fisher matrix per update, a solve per minibatch step)
+- ``quantum-pennylane``  ``quantum`` with ``model_config.circuit.execution: pennylane`` forced
 - ``classical``          configs/classical_independent_pong_features.yaml (RLlib's 64x64 MLPs)
 
 Each variant: build the algorithm, one warm-up iteration, then ``iterations`` timed iterations;
@@ -54,12 +58,14 @@ def variants(args: Args) -> dict:
     }
     quantum = ROOT / "configs" / "quantum_independent_pong_features.yaml"
     depth = {"model_config.circuit.n_layers": args.n_layers} if args.n_layers else {}
+    adam = {"model_config.natural_gradient": None}
     out = {
-        "quantum": (quantum, {**common, **depth}),
+        "quantum": (quantum, {**common, **depth, **adam}),
+        "quantum-natural-gradient": (quantum, {**common, **depth}),
         "classical": (ROOT / "configs" / "classical_independent_pong_features.yaml", common),
     }
     if not args.skip_pennylane:
-        out["quantum-pennylane"] = (quantum, {**common, **depth, "model_config.circuit.execution": "pennylane"})
+        out["quantum-pennylane"] = (quantum, {**common, **depth, **adam, "model_config.circuit.execution": "pennylane"})
     return out
 
 
@@ -144,10 +150,11 @@ def main() -> None:
 
     if args.rounds > 1:
         rounds = time_in_turns(variants(args), args.iterations, args.rounds)
-        for key, label in (("iter_s", "iteration"), ("learner_s", "learner update")):
-            ratios = [r["quantum"][key] / r["classical"][key] for r in rounds]
-            print(f"ratio quantum / classical {label} time, {len(ratios)} rounds: median {statistics.median(ratios):.2f} "
-                  f"(range {min(ratios):.2f}-{max(ratios):.2f}; per round {', '.join(f'{x:.2f}' for x in ratios)})")
+        for name in ("quantum", "quantum-natural-gradient"):
+            for key, label in (("iter_s", "iteration"), ("learner_s", "learner update")):
+                ratios = [r[name][key] / r["classical"][key] for r in rounds]
+                print(f"ratio {name} / classical {label} time, {len(ratios)} rounds: median {statistics.median(ratios):.2f} "
+                      f"(range {min(ratios):.2f}-{max(ratios):.2f}; per round {', '.join(f'{x:.2f}' for x in ratios)})")
         ray.shutdown()
         return
 
@@ -155,7 +162,7 @@ def main() -> None:
     for name, (path, overrides) in variants(args).items():
         rows[name] = time_variant(path, overrides, args.iterations)
         r = rows[name]
-        print(f"{name:18s} {r['iter_s']:8.2f} s/iter   sampling {r['sample_s']:7.2f} s   learner {r['learner_s']:7.3f} s"
+        print(f"{name:26s} {r['iter_s']:8.2f} s/iter   sampling {r['sample_s']:7.2f} s   learner {r['learner_s']:7.3f} s"
               f"   params/module {r['params']}", flush=True)
 
     print("\n| variant | s / iteration | of which learner update (s) | of which the rest: sampling, weight sync (s) | trainable params per module |")
@@ -165,6 +172,9 @@ def main() -> None:
     q, c = rows["quantum"], rows["classical"]
     print(f"\nratio quantum / classical iteration time: {q['iter_s'] / c['iter_s']:.2f}  (goal <= 1.0)")
     print(f"ratio quantum / classical learner update time: {q['learner_s'] / c['learner_s']:.2f}")
+    ng = rows["quantum-natural-gradient"]
+    print(f"ratio quantum-natural-gradient (as shipped) / classical iteration time: {ng['iter_s'] / c['iter_s']:.2f}, "
+          f"learner update time: {ng['learner_s'] / c['learner_s']:.2f}")
     if "quantum-pennylane" in rows:
         print(f"ratio quantum-pennylane / quantum (what the fast path buys): {rows['quantum-pennylane']['iter_s'] / q['iter_s']:.1f}x")
     ray.shutdown()

@@ -99,12 +99,14 @@ def test_ppo_iteration_in_turns_smoke(sandbox):
         "--iterations", "1", "--rounds", "2", "--batch", "200", "--minibatch", "100", "--epochs", "1",
         "--num-envs-per-env-runner", "2", "--skip-pennylane",
     ], sandbox, timeout=240)
-    # Both variants timed in each round, the second round in reverse order; then one median per ratio.
-    rounds = re.findall(r"^round (\d): (\w+) [0-9.]+ s \(learner [0-9.]+\)  (\w+) [0-9.]+ s", out, re.M)
-    assert rounds == [("1", "quantum", "classical"), ("2", "classical", "quantum")], out[-3000:]
-    for label in ("iteration", "learner update"):
-        assert re.search(rf"^ratio quantum / classical {label} time, 2 rounds: median [0-9.]+ \(range [0-9.]+-[0-9.]+; "
-                         r"per round [0-9.]+, [0-9.]+\)$", out, re.M), out[-3000:]
+    # Every variant timed in each round, the second round in reverse order; then one median per ratio.
+    rounds = [re.findall(r"([\w-]+) [0-9.]+ s \(learner [0-9.]+\)", line) for line in re.findall(r"^round \d: (.*)$", out, re.M)]
+    variants = ["quantum", "quantum-natural-gradient", "classical"]
+    assert rounds == [variants, variants[::-1]], out[-3000:]
+    for name in ("quantum", "quantum-natural-gradient"):
+        for label in ("iteration", "learner update"):
+            assert re.search(rf"^ratio {name} / classical {label} time, 2 rounds: median [0-9.]+ \(range [0-9.]+-[0-9.]+; "
+                             r"per round [0-9.]+, [0-9.]+\)$", out, re.M), out[-3000:]
 
 
 def test_learner_batching_smoke(sandbox):
