@@ -11,6 +11,11 @@ TINY = {
     "stop.training_iteration": 2,
 }
 TINY_QUANTUM = {**TINY, "model_config.circuit.n_qubits": 5, "model_config.circuit.n_layers": 1}
+# Adam for every parameter of the quantum pong config, which ships natural-gradient steps for its
+# actor: for tests that compare two float paths to float32 tolerance (the steps solve with the
+# Fisher matrix, whose small eigenvalues amplify rounding) or assume lr-sized steps (the natural
+# steps are KL-sized). tests/test_natural_gradient.py checks those steps themselves.
+ADAM = {"model_config.natural_gradient": None}
 
 
 def tiny(module_kind: str, **extra):

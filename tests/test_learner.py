@@ -12,7 +12,7 @@ import torch
 from rllib_quantum import ConfigError, load_experiment
 from rllib_quantum.learners import DIAGNOSTICS, QuantumPPOTorchLearner
 from rllib_quantum.modules import QuantumPPORLModule, validate_model_config
-from tests._tiny import tiny
+from tests._tiny import ADAM, tiny
 
 CONFIG = "configs/quantum_independent_pong_features.yaml"
 VEC5 = gym.spaces.Box(-1, 1, (5,), np.float32)
@@ -157,10 +157,8 @@ def test_frozen_circuit_ablation_trains_everything_but_the_circuit(build_algo):
 
 
 def test_circuit_diagnostics_reach_the_results(build_algo):
-    # Adam for the actor: its lr-sized steps keep the input scalings near their init (asserted
-    # below); the shipped config's natural-gradient steps are KL-sized and on a 100-row minibatch
-    # can move them further (tests/test_natural_gradient.py checks those steps).
-    exp = load_experiment(CONFIG, tiny("quantum", **{"model_config.critic": "quantum", "model_config.natural_gradient": None}))
+    # ADAM: its lr-sized steps keep the input scalings near their init (asserted below)
+    exp = load_experiment(CONFIG, tiny("quantum", **{"model_config.critic": "quantum", **ADAM}))
     result = build_algo(exp.algo_config).train()
     for mid in ("paddle_0", "paddle_1"):
         stats = result["learners"][mid]

@@ -16,7 +16,7 @@ from rllib_quantum.learners import QuantumPPOTorchLearner
 from rllib_quantum.learners.quantum_ppo_torch_learner import step_adams_together, steps_together
 from rllib_quantum.modules import StackedQuantumMultiRLModule
 from rllib_quantum.modules.stacked_multi_rlm import STACKED_OUTPUTS
-from tests._tiny import tiny
+from tests._tiny import ADAM, tiny
 
 SPREAD = "configs/quantum_independent_spread.yaml"
 FEATURES = "configs/quantum_independent_pong_features.yaml"
@@ -26,11 +26,8 @@ SPREAD_TINY = {
     "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 1,
     "model_config.circuit.n_layers": 1,
 }
-# Adam for every parameter: these tests compare batched and per-module execution of RLlib's loss and
-# Adam steps to float32 rounding; the shipped pong config's natural-gradient steps solve with the
-# Fisher matrix, whose small eigenvalues amplify that rounding beyond these tolerances
-# (tests/test_natural_gradient.py checks those steps).
-CONFIGS = {"spread": (SPREAD, SPREAD_TINY), "pong_features": (FEATURES, tiny("quantum", **{"model_config.natural_gradient": None}))}
+# ADAM: these tests compare batched and per-module execution of RLlib's loss and Adam steps to float32 rounding
+CONFIGS = {"spread": (SPREAD, SPREAD_TINY), "pong_features": (FEATURES, tiny("quantum", **ADAM))}
 PPO_METRICS = ("policy_loss", "vf_loss", "vf_loss_unclipped", "vf_explained_var", "entropy", "mean_kl_loss")
 
 

@@ -12,7 +12,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from rllib_quantum.circuits import QuantumLayer, stack_reason, stacked_forward
 from rllib_quantum.config import load_experiment
 from rllib_quantum.modules import QuantumPPORLModule, StackedQuantumMultiRLModule
-from tests._tiny import tiny
+from tests._tiny import ADAM, tiny
 
 FEATURES = "configs/quantum_independent_pong_features.yaml"
 SPECS = [
@@ -156,11 +156,8 @@ def test_modules_of_other_shapes_or_classes_are_not_stacked():
 
 
 def _trained(build_algo, stack: bool):
-    # Adam for every parameter: stacked and per-module execution differ by float32 rounding, which
-    # the shipped config's natural-gradient steps amplify through the Fisher matrix's small
-    # eigenvalues beyond these tolerances (as in tests/test_stacked_learner.py).
-    exp = load_experiment(FEATURES, tiny("quantum", **{"ppo.num_epochs": 2, "stack_modules": stack,
-                                                       "model_config.natural_gradient": None}))
+    # ADAM: stacked and per-module execution are compared to float32 tolerance
+    exp = load_experiment(FEATURES, tiny("quantum", **{"ppo.num_epochs": 2, "stack_modules": stack, **ADAM}))
     algo = build_algo(exp.algo_config)
     learner = algo.learner_group._learner
     assert type(learner.module) is (StackedQuantumMultiRLModule if stack else MultiRLModule)
