@@ -501,8 +501,7 @@ class StatevectorCircuit:
     def run_dense(self, inputs: torch.Tensor, layers: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
         """The read-outs for given dense layer matrices: ``__call__``'s dense strategy with
         ``layers = compile(weights, dense=True).layers`` (``(..., L, 2**n, 2**n)``, complex),
-        differentiable w.r.t. ``layers`` itself (``rllib_quantum.learners.natural_gradient`` takes
-        per-row gradients of the matrices and chains them to the weights).
+        differentiable w.r.t. ``layers`` itself.
 
         Args:
             inputs: ``(..., B, n_qubits)``; input_scale: ``(..., n_encodings, n_qubits)``.
