@@ -5,7 +5,9 @@ Each variant builds the algorithm from ``configs/<config>.yaml`` with its overri
 warm-up iteration, then trains for at least ``seconds`` of wall time and reports sampled env steps
 per second over that time; every timed iteration must have trained every module. Ends with each
 variant's ratio to ``before`` (the settings the configs shipped with until issue 7):
-1 remote env runner x 4 envs, 1000-step batches, minibatch 250, 4 epochs.
+1 remote env runner x 4 envs, 1000-step batches, minibatch 250, 4 epochs, Adam for every parameter
+(the quantum config's natural-gradient steps came later; for it, ``shipped, but Adam for the
+actor`` shows what they cost).
 
     python benchmarks/throughput.py [--config quantum_independent_pong_features] [--seconds 30]
 """
@@ -17,9 +19,11 @@ import os
 import time
 from pathlib import Path
 
+import yaml
 from common import parse_args, start_ray
 
 ROOT = Path(__file__).resolve().parents[1]
+# The settings the configs shipped with when issue 7 opened (and Adam for every parameter: see variants()).
 BEFORE = {
     "env_runners.num_env_runners": 1,
     "env_runners.num_envs_per_env_runner": 4,
@@ -35,19 +39,26 @@ class Args:
     seconds: float = 30.0  # timed wall time per variant (after one warm-up iteration)
 
 
-def variants() -> dict:
-    """Name -> overrides of the config; ``shipped`` is the config file as it is."""
-    return {
-        "before": BEFORE,
+def variants(config_path: Path) -> dict:
+    """Name -> overrides of the config; ``shipped`` is the config file as it is. For a config whose
+    actor takes natural-gradient steps, ``before`` uses Adam, as every config did when issue 7
+    opened, and one more variant shows what the steps cost."""
+    natural = "natural_gradient" in (yaml.safe_load(config_path.read_text()).get("model_config") or {})
+    adam = {"model_config.natural_gradient": None} if natural else {}
+    out = {
+        "before": {**BEFORE, **adam},
         "2 runners x 16 envs, 1000-step batches": {
-            **BEFORE, "env_runners.num_env_runners": 2, "env_runners.num_envs_per_env_runner": 16,
+            **BEFORE, **adam, "env_runners.num_env_runners": 2, "env_runners.num_envs_per_env_runner": 16,
         },
         "1 local runner x 32 envs, shipped batches": {
             "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 32,
         },
         "shipped, but minibatch 1000": {"ppo.minibatch_size": 1000},
-        "shipped": {},
     }
+    if natural:
+        out["shipped, but Adam for the actor"] = adam
+    out["shipped"] = {}
+    return out
 
 
 def measure(config_path: Path, overrides: dict, seconds: float) -> dict:
@@ -77,7 +88,7 @@ def main() -> None:
     config_path = ROOT / "configs" / f"{args.config}.yaml"
     print(f"machine: {os.cpu_count()} CPUs; config {config_path.name}; {args.seconds:.0f} s timed per variant\n")
     rows = {}
-    for name, overrides in variants().items():
+    for name, overrides in variants(config_path).items():
         rows[name] = measure(config_path, overrides, args.seconds)
         r = rows[name]
         print(f"{name:42s} {r['steps_per_s']:7.0f} env steps/s  ({r['s_per_iter']:.2f} s per {r['steps_per_iter']:.0f}-step iteration)", flush=True)

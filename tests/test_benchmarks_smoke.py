@@ -174,3 +174,27 @@ def test_warm_start_logit_scale_keeps_the_ranking_and_scales_the_logits():
     expval = circuit_capacity.make_module({**config["model_config"], "readout": "expval"})
     with pytest.raises(ValueError, match="--logit-scale needs the linear read-out"):
         warm_start.scale_logits({"paddle_0": expval}, 0.5)
+
+
+@pytest.mark.parametrize("config", ["quantum_independent_pong_features", "classical_independent_pong_features"])
+def test_throughput_variants_load_and_before_is_the_old_optimizer(config):
+    """Every variant of ``benchmarks/throughput.py`` is a valid experiment (checked as the script
+    loads it, without Ray); for the quantum config ``before`` trains with Adam, as it did when
+    issue 7 opened, and ``shipped`` with the natural-gradient steps the config sets."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import throughput
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from rllib_quantum.config import load_experiment
+
+    path = ROOT / "configs" / f"{config}.yaml"
+    variants = throughput.variants(path)
+    plans = {name: load_experiment(path, overrides) for name, overrides in variants.items()}
+    assert list(variants)[0] == "before" and list(variants)[-1] == "shipped"
+    if config.startswith("quantum"):
+        natural = {name: exp.spec["model_config"].get("natural_gradient") for name, exp in plans.items()}
+        assert natural["before"] is None and natural["shipped, but Adam for the actor"] is None
+        assert natural["shipped"] == {"kl": 0.0001}
+    else:
+        assert "shipped, but Adam for the actor" not in variants
