@@ -247,7 +247,7 @@ def train(
     from ray import tune
 
     from rllib_quantum.envs import reference_returns
-    from rllib_quantum.plotting import agent_return_columns, plot_learning_curves, read_progress
+    from rllib_quantum.plotting import agent_return_columns, first_passing, plot_learning_curves, read_progress
 
     start = time.time()
     _init_ray(address, num_cpus)
@@ -287,7 +287,11 @@ def train(
         "logs": str(path),
         "evaluation": None,
         "periodic_evaluation": _last_periodic_evaluation(df),
+        "half_ceiling": None,
     }
+    if levels:  # where the training return (5-iteration mean) first reached half the ceiling
+        threshold = max(levels.values()) / 2
+        summary["half_ceiling"] = {"threshold": threshold, "reached": first_passing(df, threshold, smooth=5)}
     if eval_episodes and checkpoint is not None:
         from rllib_quantum.evaluation import evaluate_modules, load_modules
 
@@ -327,6 +331,13 @@ def summary_line(name: str, summary: dict, levels: dict) -> str:
         f"training {summary['train_time_s']:.0f} s",
         f"training return per agent, mean of the last 10 iterations: {per_agent(summary['last10_return_per_agent'])}",
     ]
+    half = summary.get("half_ceiling")
+    if half:
+        reached = half["reached"]
+        parts.append(
+            f"5-iteration mean first >= {half['threshold']:g} (half the ceiling) after {reached['env_steps']} env steps, "
+            f"{reached['time_s']:.0f} s of training" if reached else f"5-iteration mean never >= {half['threshold']:g} (half the ceiling)"
+        )
     periodic = summary.get("periodic_evaluation")
     if periodic:
         parts.append(f"last periodic evaluation (iteration {periodic['iteration']}, {periodic['episodes']} episodes): "

@@ -52,6 +52,34 @@ def evaluation_rows(df):
     return df.index[due & evaluated]
 
 
+def first_passing(df, threshold: float, smooth: int = 5) -> Optional[Dict[str, float]]:
+    """Where a run's training return first reaches ``threshold`` for every agent: each agent's
+    per-iteration mean return smoothed by a rolling mean over ``smooth`` iterations (iterations
+    without a finished episode skipped), the first iteration at which all agents' are at or above
+    it, as ``{"iteration", "env_steps", "time_s"}`` (``time_s``: Tune's ``time_total_s``, training
+    time); ``None`` if it never does.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"training_iteration": [1, 2, 3, 4], STEPS: [10, 20, 30, 40],
+        ...     "time_total_s": [1.0, 2.0, 3.0, 4.0], AGENT_RETURN_PREFIX + "a": [0.0, 100.0, 100.0, 100.0],
+        ...     AGENT_RETURN_PREFIX + "b": [0.0, float("nan"), 60.0, 100.0]})
+        >>> first_passing(df, 50.0, smooth=2)
+        {'iteration': 3, 'env_steps': 30, 'time_s': 3.0}
+        >>> first_passing(df, 101.0) is None
+        True
+    """
+    columns = list(agent_return_columns(df.columns).values())
+    if not columns:
+        return None
+    smoothed = df[columns].rolling(smooth, min_periods=1).mean()
+    passed = (smoothed >= threshold).all(axis=1)
+    if not passed.any():
+        return None
+    row = df.loc[passed.idxmax()]
+    return {"iteration": int(row["training_iteration"]), "env_steps": int(row[STEPS]), "time_s": round(float(row["time_total_s"]), 1)}
+
+
 def _finish(fig, ax, out, title, levels, ylabel: str, legend_loc: str) -> Path:
     """Reference levels, labels, legend and title; writes the PNG to ``out`` and closes ``fig``."""
     import matplotlib.pyplot as plt

@@ -101,3 +101,28 @@ def test_address_joins_an_existing_ray_cluster(ray_session, storage):
     assert "SUMMARY quantum-independent-pong-features: 1 iterations" in proc.stdout
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
     assert f"Connecting to existing Ray cluster at address: {address}" in proc.stdout + proc.stderr
+
+
+def test_summary_line_says_where_the_run_first_reached_half_the_ceiling():
+    """The demo's question, "how far did it get, and how fast": the SUMMARY line names the env
+    steps and training time at which the 5-iteration mean return of every agent first reached half
+    the ceiling, found by ``plotting.first_passing`` on a real progress table's columns."""
+    from rllib_quantum.plotting import AGENT_RETURN_PREFIX, STEPS, first_passing
+
+    returns = [-3.0, 10.0, 40.0, 70.0, 80.0, 90.0, 95.0]
+    df = pd.DataFrame({
+        "training_iteration": range(1, 8), STEPS: [8000 * i for i in range(1, 8)], "time_total_s": [2.0 * i for i in range(1, 8)],
+        AGENT_RETURN_PREFIX + "paddle_0": returns, AGENT_RETURN_PREFIX + "paddle_1": returns,
+    })
+    levels = {"random play": -3.7, "scripted tracker (ceiling)": 100.0}
+    summary = {
+        "iterations": 7, "env_steps": 56000, "train_time_s": 14.0, "wall_time_s": 20.0, "logs": "L", "learning_curve": "C",
+        "last10_return_per_agent": {"paddle_0": 57.4, "paddle_1": 57.4}, "evaluation": None, "periodic_evaluation": None,
+        "half_ceiling": {"threshold": 50.0, "reached": first_passing(df, 50.0, smooth=5)},
+    }
+    # 5-iteration means: -3, 3.5, 15.7, 29.3, 39.4, 58.0, ... -> first >= 50 at iteration 6
+    assert summary["half_ceiling"]["reached"] == {"iteration": 6, "env_steps": 48000, "time_s": 12.0}
+    line = cli.summary_line("demo", summary, levels)
+    assert "5-iteration mean first >= 50 (half the ceiling) after 48000 env steps, 12 s of training" in line
+    summary["half_ceiling"] = {"threshold": 50.0, "reached": first_passing(df.head(5), 50.0, smooth=5)}
+    assert "5-iteration mean never >= 50 (half the ceiling)" in cli.summary_line("demo", summary, levels)
