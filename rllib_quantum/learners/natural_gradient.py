@@ -23,9 +23,8 @@ output as given (a block of the full Fisher matrix, as K-FAC takes one block per
 Each state's Jacobian is exact and cheap (:func:`action_jacobian`): one float64 forward pass of the
 dense statevector for all rows, one adjoint pass for all distribution inputs at once, and each layer
 matrix's derivative w.r.t. its own angles (computed once per update, forward mode) applied to that
-layer's input states. For the shipped pong config (5 qubits, 4 layers, 103 parameters, 500 rows)
-that is about 20 ms per module on one core; autograd through per-row copies of the layer matrices,
-the first version, took about 95 ms for the same matrix.
+layer's input states. (The first version, autograd through per-row copies of the layer matrices,
+added about twice as much learner time per update: ``benchmarks/README.md``, "PPO iteration time".)
 
 Example:
     >>> import gymnasium as gym, numpy as np, torch
