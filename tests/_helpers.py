@@ -1,6 +1,7 @@
 """Helpers several test files share: scripts run as a user runs them, env_config errors checked
 at every entry point."""
 
+import importlib
 import os
 import pickle
 import re
@@ -13,6 +14,16 @@ import pytest
 from rllib_quantum.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_benchmarks(*names: str) -> list:
+    """The ``benchmarks/`` scripts ``names`` as modules (they import each other as top-level
+    modules, so their folder is on ``sys.path`` while they load, and only then)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return [importlib.import_module(name) for name in names]
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def run_script(path: str, args, home: Path, timeout: int) -> str:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from _helpers import ROOT, run_script
+from _helpers import ROOT, import_benchmarks, run_script
 
 
 def test_agent_scaling_smoke(sandbox):
@@ -137,11 +137,7 @@ def test_warm_start_smoke(sandbox):
 
 
 def test_learning_budget_follows_the_batch_size():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import learning
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    (learning,) = import_benchmarks("learning")
     from rllib_quantum.config import apply_overrides
 
     for batch, iterations in ((8000, 63), (4000, 125)):
@@ -151,12 +147,7 @@ def test_learning_budget_follows_the_batch_size():
 
 
 def test_warm_start_logit_scale_keeps_the_ranking_and_scales_the_logits():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import circuit_capacity
-        import warm_start
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    circuit_capacity, warm_start = import_benchmarks("circuit_capacity", "warm_start")
     import torch
     import yaml
     from ray.rllib.core.columns import Columns
@@ -181,11 +172,7 @@ def test_throughput_variants_load_and_before_is_the_old_optimizer(config):
     """Every variant of ``benchmarks/throughput.py`` is a valid experiment (checked as the script
     loads it, without Ray); for the quantum config ``before`` trains with Adam, as it did when
     issue 7 opened, and ``shipped`` with the natural-gradient steps the config sets."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import throughput
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    (throughput,) = import_benchmarks("throughput")
     from rllib_quantum.config import load_experiment
 
     path = ROOT / "configs" / f"{config}.yaml"

@@ -517,6 +517,26 @@ def _unit_phases(phases: torch.Tensor) -> torch.Tensor:
     return torch.complex(torch.cos(phases), torch.sin(phases))
 
 
+def dense_layer_states(
+    diagonals: torch.Tensor, layers: torch.Tensor, start: torch.Tensor, reuploading: bool
+) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    """The dense strategy's forward pass: the final state and every layer's input state.
+
+    ``a_0 = start * d_0``, ``psi_l = a_l @ U_l``, ``a_l = psi_{l-1} * d_l`` (re-uploading layers
+    ``l > 0``; else ``a_l = psi_{l-1}``), with the encoding diagonals ``diagonals`` ``(..., B,
+    n_encodings, 2**n)`` (``exp(i phases)``) and the transposed layer matrices ``layers`` ``(...,
+    L, 2**n, 2**n)``. Returns ``(psi_{L-1}, [a_0, ..., a_{L-1}])``.
+    """
+    psi = diagonals[..., 0, :] * start
+    inputs_of_layer = []
+    for layer in range(layers.shape[-3]):
+        if layer > 0 and reuploading:
+            psi = psi * diagonals[..., layer, :]
+        inputs_of_layer.append(psi)
+        psi = psi @ layers[..., layer, :, :]
+    return psi, inputs_of_layer
+
+
 class _DenseRun(torch.autograd.Function):
     """The dense strategy's run, inputs to read-outs, with a hand-written adjoint backward.
 
@@ -538,13 +558,7 @@ class _DenseRun(torch.autograd.Function):
     @staticmethod
     def forward(ctx, phases, layers, start, readout_pairs, reuploading: bool):
         diagonals = _unit_phases(phases)  # (..., B, n_encodings, 2**n)
-        psi = diagonals[..., 0, :] * start
-        inputs_of_layer = []
-        for layer in range(layers.shape[-3]):
-            if layer > 0 and reuploading:
-                psi = psi * diagonals[..., layer, :]
-            inputs_of_layer.append(psi)
-            psi = psi @ layers[..., layer, :, :]
+        psi, inputs_of_layer = dense_layer_states(diagonals, layers, start, reuploading)
         ctx.save_for_backward(diagonals, layers, readout_pairs, psi, *inputs_of_layer)
         ctx.reuploading = reuploading
         return torch.view_as_real(psi).flatten(-2).square() @ readout_pairs

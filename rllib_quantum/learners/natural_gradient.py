@@ -51,7 +51,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from rllib_quantum.circuits.statevector import _unit_phases
+from rllib_quantum.circuits.statevector import _unit_phases, dense_layer_states
 
 
 def actor_parameters(module) -> List[Tuple[str, nn.Parameter, str]]:
@@ -114,15 +114,9 @@ def action_jacobian(module, embeddings: torch.Tensor) -> Tuple[torch.Tensor, tor
     with torch.no_grad():
         matrices = circuit.compile(layer.weights.detach().to(f64), f64, dense=True).layers  # (L', 2**n, 2**n)
         reuploading = circuit.spec.encoding == "reuploading"
-        # forward: a_0 = start * d_0, psi_l = a_l @ U_l, a_l = psi_{l-1} * d_l (re-uploading)
         input_scale = layer.input_scale.detach().to(f64)
         diagonals = _unit_phases(circuit._phases(consts, x, input_scale, f64))  # (R, n_enc, 2**n)
-        psi, inputs_of_layer = diagonals[:, 0] * consts.start, []
-        for index in range(matrices.shape[0]):
-            if index > 0 and reuploading:
-                psi = psi * diagonals[:, index]
-            inputs_of_layer.append(psi)
-            psi = psi @ matrices[index]
+        psi, inputs_of_layer = dense_layer_states(diagonals, matrices, consts.start, reuploading)
         signs = consts.readout_pairs[0::2]  # (2**n, n_readouts)
         readouts = (psi.real.square() + psi.imag.square()) @ signs  # (R, n_readouts)
         scaled = readouts if layer.output_scale is None else readouts * layer.output_scale.detach().to(f64)
