@@ -160,6 +160,9 @@ def action_jacobian(module, embeddings: torch.Tensor) -> Tuple[torch.Tensor, tor
             blocks["actor_head.weight"] = (eye[None, :, :, None] * scaled[:, None, None, :]).reshape(rows, k_out, -1)
             blocks["actor_head.bias"] = eye.expand(rows, k_out, k_out)
         jacobian = torch.cat([blocks[name] for name, _, _ in stepped], dim=2)
+        if module.inverse_temperature is not None:  # the logits' factor (model_config "inverse_temperature")
+            beta = module.inverse_temperature.detach().to(f64)
+            outputs, jacobian = outputs * beta, jacobian * beta
     return outputs.to(embeddings.dtype), jacobian
 
 

@@ -78,13 +78,15 @@ from ray.rllib.core.learner.learner import DEFAULT_OPTIMIZER, ENTROPY_KEY, POLIC
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.numpy import SMALL_NUMBER
 from ray.rllib.utils.typing import ModuleID, ParamDict
 
 from rllib_quantum import safety
 from rllib_quantum.learners import natural_gradient
 from rllib_quantum.learners.fast_batching_ppo_torch_learner import FastBatchingPPOTorchLearner
-from rllib_quantum.modules.quantum_ppo_rlm import all_finite, non_finite_parameters
+from rllib_quantum.modules.model_config import inverse_temperature_at
+from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule, all_finite, non_finite_parameters
 from rllib_quantum.modules.stacked_multi_rlm import STACKED_OUTPUTS
 
 DIAGNOSTICS = ("weights_grad_norm", "readout_abs_mean", "input_scale_mean", "output_scale_mean")
@@ -529,3 +531,18 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
             for (module_id, key), value in zip(names, torch.stack(rows).mean(0).tolist()):
                 self.metrics.log_value((module_id, f"quantum/{key}"), value, reduce="mean", window=1)
         self._pending_diagnostics.clear()
+        self._follow_inverse_temperatures(timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
+
+    def _follow_inverse_temperatures(self, env_steps: float) -> None:
+        """Sets every module's logits factor (``model_config["inverse_temperature"]``) to its value
+        after ``env_steps`` and logs it as ``quantum/actor_inverse_temperature``. The weight sync
+        after this update takes it to the env runners, so the next batch is sampled, and then
+        trained on, with the same factor."""
+        for module_id in self.module.keys():
+            module = self.module[module_id].unwrapped()
+            beta = getattr(module, "inverse_temperature", None)
+            if beta is None or not isinstance(module, QuantumPPORLModule):
+                continue
+            value = inverse_temperature_at(module.quantum_config.inverse_temperature, env_steps)
+            beta.fill_(value)
+            self.metrics.log_value((module_id, "quantum/actor_inverse_temperature"), value, reduce="mean", window=1)

@@ -65,6 +65,12 @@ DEFAULT_MODEL_CONFIG: dict = {
     # Adam (None: Adam for everything): a dict of NaturalGradientConfig's keys, e.g. {"kl": 1e-4}.
     # Read by QuantumPPOTorchLearner; see rllib_quantum.learners.natural_gradient.
     "natural_gradient": None,
+    # Inverse temperature of the categorical action distribution(s): the logits are multiplied by it
+    # (> 1 samples sharper, < 1 softer; the greedy action is unchanged). A number, or a schedule over
+    # env steps like PPO's lr: [[0, 1.0], [500000, 2.0]] (piecewise linear, the last value after
+    # the last point). Read by QuantumPPOTorchLearner, which sets it after every update; see
+    # rllib_quantum.modules.model_config.inverse_temperature_at.
+    "inverse_temperature": 1.0,
 }
 
 # ``model_config`` keys the spec builders (``rllib_quantum.strategies.module_spec``,
@@ -186,6 +192,42 @@ def _natural_gradient(value: Any, actor: CircuitSpec) -> Optional[NaturalGradien
             f"state), got circuit.n_qubits {actor.n_qubits}; use None (Adam) for larger circuits",
         )
     return out
+
+
+def _inverse_temperature(value: Any):
+    """A number > 0, or ``[[env_steps, value], ...]`` (steps ints from 0, increasing; values > 0):
+    the float, or a tuple of ``(int, float)`` pairs."""
+    def positive(v):
+        return not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and v > 0
+
+    if positive(value):
+        return float(value)
+    allowed = "a finite number > 0, or a schedule [[env_steps, value], ...] starting at env step 0, steps increasing, values > 0"
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        raise ConfigError("inverse_temperature", f"must be {allowed}, got {value!r}")
+    steps, values = [p[0] for p in value], [p[1] for p in value]
+    if not all(is_int(t) and t >= 0 for t in steps) or steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ConfigError("inverse_temperature", f"must be {allowed}; its env steps {steps!r} are not")
+    if not all(positive(v) for v in values):
+        raise ConfigError("inverse_temperature", f"must be {allowed}; its values {values!r} are not")
+    return tuple((int(t), float(v)) for t, v in value)
+
+
+def inverse_temperature_at(value, env_steps: float) -> float:
+    """The inverse temperature (``model_config["inverse_temperature"]``, as validated) after
+    ``env_steps`` sampled env steps: the number itself, or the schedule linearly interpolated
+    (its last value after its last point), as RLlib's lr and entropy schedules.
+
+    Example:
+        >>> inverse_temperature_at(2.0, 10**6), inverse_temperature_at(((0, 1.0), (400, 3.0)), 100)
+        (2.0, 1.5)
+        >>> inverse_temperature_at(((0, 1.0), (400, 3.0)), 10**6)
+        3.0
+    """
+    if isinstance(value, float):
+        return value
+    steps, values = zip(*value)
+    return float(np.interp(env_steps, steps, values))
 
 
 def validate_model_config(
@@ -324,6 +366,7 @@ def _check_keys(model_config: Optional[Mapping[str, Any]]) -> Tuple[dict, Circui
     cfg["lr_multipliers"] = _lr_multipliers(cfg["lr_multipliers"])
     natural = _natural_gradient(cfg["natural_gradient"], actor_spec)
     cfg["natural_gradient"] = None if natural is None else natural.to_dict()
+    cfg["inverse_temperature"] = _inverse_temperature(cfg["inverse_temperature"])
     critic_spec = None
     if cfg["critic"] == "quantum":
         critic = {**circuit, **cfg["critic_circuit"], "n_outputs": None}  # all wires read out
@@ -437,6 +480,9 @@ class QuantumModelConfig:
         lr_multipliers: read-only mapping, parameter group -> learning-rate factor.
         natural_gradient: natural-gradient steps for the actor (:class:`NaturalGradientConfig`), or
             ``None`` (Adam for every parameter).
+        inverse_temperature: the categorical logits' factor: a float, or a schedule of ``(env
+            steps, value)`` pairs (:func:`inverse_temperature_at`); ``1.0`` leaves the logits as
+            the read-out gives them.
         module_id: the module's id (named in its errors), if a spec builder set it.
         seed: the experiment seed of the seeded parameter init, if any.
         action_mask_keys: with an observation ``Dict`` that carries an ``"action_mask"`` for the
@@ -470,6 +516,7 @@ class QuantumModelConfig:
     critic_hiddens: Tuple[int, ...]
     lr_multipliers: Mapping[str, float]
     natural_gradient: Optional[NaturalGradientConfig] = None
+    inverse_temperature: Any = 1.0  # float, or ((env_steps, value), ...)
     module_id: Optional[str] = None
     seed: Optional[int] = None
     # Derived from the spaces, not a key: the observation entries the policy reads when the space
@@ -517,6 +564,12 @@ class QuantumModelConfig:
         with reraise_under(prefix):
             cfg, actor, critic = _check_keys(_with_internal_keys(model_config, module_id, seed))
         head = ActionHead.for_space(action_space)
+        if head.kind == "diag_gaussian" and cfg["inverse_temperature"] != 1.0:
+            raise ConfigError(
+                "inverse_temperature",
+                f"scales the logits of Discrete and MultiDiscrete actions; the action space {action_space} has a "
+                "Gaussian head whose spread is its learned log-std: leave it at 1.0",
+            ).under(prefix)
         readout = _resolve_readout(cfg, head, prefix=prefix)
         policy_space, mask_keys = split_action_mask(observation_space, action_space)
         encoder, input_shape, conv_filters = _resolve_encoder(cfg, policy_space, prefix=prefix)
@@ -532,6 +585,7 @@ class QuantumModelConfig:
             critic_hiddens=cfg["critic_hiddens"] if critic is None else (),
             lr_multipliers=cfg["lr_multipliers"],
             natural_gradient=None if cfg["natural_gradient"] is None else NaturalGradientConfig(**cfg["natural_gradient"]),
+            inverse_temperature=cfg["inverse_temperature"],
             module_id=cfg.get(MODULE_ID_KEY),
             seed=cfg.get(SEED_KEY),
             action_mask_keys=mask_keys,
@@ -563,6 +617,10 @@ class QuantumModelConfig:
             "critic_hiddens": list(self.critic_hiddens),
             "lr_multipliers": dict(self.lr_multipliers),
             "natural_gradient": None if self.natural_gradient is None else self.natural_gradient.to_dict(),
+            "inverse_temperature": (
+                self.inverse_temperature if isinstance(self.inverse_temperature, float)
+                else [list(p) for p in self.inverse_temperature]
+            ),
         }
         if self.module_id is not None:
             out[MODULE_ID_KEY] = self.module_id

@@ -32,7 +32,7 @@ from rllib_quantum.modules.observations import (
     policy_observation,
     split_action_mask,
 )
-from rllib_quantum.modules.model_config import PARAMETER_GROUPS, QuantumModelConfig
+from rllib_quantum.modules.model_config import PARAMETER_GROUPS, QuantumModelConfig, inverse_temperature_at
 
 
 def init_seed(seed: int, module_id: Optional[str]) -> int:
@@ -138,6 +138,13 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         # learned, state-independent parameter per action dimension (RLlib's free_log_std).
         gaussian = head.kind == "diag_gaussian"
         self.log_std = nn.Parameter(torch.zeros(head.n_logits)) if gaussian else None
+        # The logits' factor (model_config "inverse_temperature"): a buffer, so that it travels with
+        # the weights to the env runners and into checkpoints; the learner moves it along its
+        # schedule after every update. None (no buffer, no factor) when it stays at 1.
+        beta = cfg.inverse_temperature
+        self.register_buffer(
+            "inverse_temperature", None if beta == 1.0 else torch.tensor(inverse_temperature_at(beta, 0), dtype=torch.float32)
+        )
         if head.kind == "multi_categorical":  # one categorical per nvec entry
             self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(input_lens=list(head.sizes))
         else:
@@ -170,6 +177,8 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         """The actor circuit's read-outs -> logits (or ``[means, log_stds]`` for Box actions), checked."""
         with self._reporting(where):
             out = self.actor_head(readouts)
+            if self.inverse_temperature is not None:
+                out = out * self.inverse_temperature
             if self.log_std is not None:  # TorchDiagGaussian's inputs
                 out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return self._check_finite(out, "logits", where)

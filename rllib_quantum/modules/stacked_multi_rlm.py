@@ -104,6 +104,7 @@ class StackedQuantumMultiRLModule(MultiRLModule):
             module.quantum_config.input_shape,
             _shape_key(module.actor_head),
             module.log_std is not None,
+            module.inverse_temperature is not None,
             module.mask_keys,
         )
 
@@ -190,6 +191,8 @@ class StackedQuantumMultiRLModule(MultiRLModule):
         embeddings = stacked_apply([m.encoder for m in modules], x, same_shapes=True)
         readouts = stacked_forward([m.actor for m in modules], embeddings)
         logits = stacked_apply([m.actor_head for m in modules], readouts, same_shapes=True)
+        if modules[0].inverse_temperature is not None:  # each module's own factor
+            logits = logits * torch.stack([m.inverse_temperature for m in modules]).view(-1, 1, 1)
         if modules[0].log_std is not None:  # Box actions: [means, log_stds]
             log_stds = torch.stack([m.log_std for m in modules]).unsqueeze(1).expand_as(logits)
             logits = torch.cat([logits, log_stds], dim=-1)
