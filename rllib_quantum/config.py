@@ -388,10 +388,13 @@ def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, An
             method(**spec[section])
         except (ValueError, TypeError) as err:
             raise translate_rllib_error(err, {section: sections[section]}) from None
-    # quantum: per-group learning rates + circuit diagnostics; both: RLlib's PPO batching, vectorised
+    # quantum: per-group learning rates + circuit diagnostics; both: RLlib's PPO batching, vectorised;
+    # a classical module with an inverse-temperature schedule needs the learner that follows it
     from rllib_quantum.learners import FastBatchingPPOTorchLearner, QuantumPPOTorchLearner
 
-    config.learners(learner_class=QuantumPPOTorchLearner if spec["module"] == "quantum" else FastBatchingPPOTorchLearner)
+    tempered = "inverse_temperature" in (spec.get("model_config") or {})
+    quantum_learner = spec["module"] == "quantum" or tempered
+    config.learners(learner_class=QuantumPPOTorchLearner if quantum_learner else FastBatchingPPOTorchLearner)
     safety.install(config)  # a nan/inf or env error met by a remote env runner stops the run (rllib_quantum.safety)
     if spec.get("seed") is not None:
         config.debugging(seed=spec["seed"])

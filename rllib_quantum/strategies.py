@@ -24,8 +24,8 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_quantum.envs import COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT
 from rllib_quantum.errors import ConfigError
-from rllib_quantum.modules import QuantumPPORLModule, StackedQuantumMultiRLModule, spec_model_config
-from rllib_quantum.modules.model_config import rllib_model_config_keys
+from rllib_quantum.modules import QuantumPPORLModule, StackedQuantumMultiRLModule, TemperedPPOTorchRLModule, spec_model_config
+from rllib_quantum.modules.model_config import INVERSE_TEMPERATURE_KEY, checked_inverse_temperature, rllib_model_config_keys
 
 STRATEGIES = ("independent", "shared", "joint", "averaged")
 MODULE_KINDS = ("quantum", "classical")
@@ -101,10 +101,15 @@ def validate_classical_model_config(model_config: Optional[Mapping[str, Any]]) -
     if not isinstance(model_config, Mapping):
         raise ConfigError("", f"must be a mapping of RLlib DefaultModelConfig keys, got {model_config!r}")
     model_config = dict(model_config)
-    allowed = sorted(rllib_model_config_keys())
+    allowed = sorted(rllib_model_config_keys() | {INVERSE_TEMPERATURE_KEY})
     unknown = sorted(str(k) for k in set(model_config) - set(allowed))
     if unknown:
-        raise ConfigError("", f"unknown key(s) {unknown}; allowed (module: classical, RLlib DefaultModelConfig): {allowed}")
+        raise ConfigError(
+            "", f"unknown key(s) {unknown}; allowed (module: classical, RLlib DefaultModelConfig and "
+            f"{INVERSE_TEMPERATURE_KEY!r}): {allowed}"
+        )
+    if INVERSE_TEMPERATURE_KEY in model_config:  # TemperedPPOTorchRLModule's one key
+        checked_inverse_temperature(model_config[INVERSE_TEMPERATURE_KEY])
     return model_config
 
 
@@ -137,10 +142,15 @@ def module_spec(
             model_config=spec_model_config(model_config, observation_space, action_space, module_id=module_id, seed=seed),
         )
     if kind == "classical":
+        model_config = validate_classical_model_config(model_config)
+        tempered = model_config.get(INVERSE_TEMPERATURE_KEY, 1.0) != 1.0
+        if tempered:
+            checked_inverse_temperature(model_config[INVERSE_TEMPERATURE_KEY], action_space)
         return RLModuleSpec(
+            module_class=TemperedPPOTorchRLModule if tempered else None,
             observation_space=observation_space,
             action_space=action_space,
-            model_config=validate_classical_model_config(model_config),
+            model_config=model_config,
         )
     raise ConfigError("module", f"must be one of {list(MODULE_KINDS)}, got {kind!r}")
 

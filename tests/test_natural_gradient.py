@@ -58,7 +58,8 @@ def _fisher_by_autograd(module, obs, batch_obs=None):
 
 @pytest.mark.parametrize(
     "case",
-    ["linear_readout", "expval_readout", "multi_discrete", "box", "frozen_circuit", "controlled_rotations", "angle_encoding"],
+    ["linear_readout", "expval_readout", "multi_discrete", "box", "frozen_circuit", "controlled_rotations", "angle_encoding",
+     "inverse_temperature"],
 )
 def test_fisher_equals_per_state_autograd(case):
     kwargs, action_space = {}, gym.spaces.Discrete(3)
@@ -74,7 +75,11 @@ def test_fisher_equals_per_state_autograd(case):
         kwargs["circuit"] = {"n_qubits": 5, "n_layers": 2, "ansatz": "controlled_rotations", "weight_init_std": 1.0}
     elif case == "angle_encoding":
         kwargs["circuit"] = {"n_qubits": 5, "n_layers": 2, "encoding": "angle"}
+    elif case == "inverse_temperature":  # the logits' factor, here mid-schedule (the learner moves it)
+        kwargs["inverse_temperature"] = [[0, 1.0], [100, 3.0]]
     module = _module(action_space, **kwargs)
+    if case == "inverse_temperature":
+        module.inverse_temperature.fill_(2.3)
     if case == "box":
         with torch.no_grad():
             module.log_std.copy_(torch.tensor([-0.3, 0.4]))

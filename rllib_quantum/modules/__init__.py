@@ -10,6 +10,7 @@ from rllib_quantum.modules.model_config import (
 )
 from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule
 from rllib_quantum.modules.stacked_multi_rlm import StackedQuantumMultiRLModule
+from rllib_quantum.modules.tempered_ppo_rlm import TemperedPPOTorchRLModule
 
 __all__ = [
     "DEFAULT_MODEL_CONFIG",
@@ -18,6 +19,7 @@ __all__ = [
     "QuantumModelConfig",
     "QuantumPPORLModule",
     "StackedQuantumMultiRLModule",
+    "TemperedPPOTorchRLModule",
     "spec_model_config",
     "validate_model_config",
 ]

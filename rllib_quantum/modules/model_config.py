@@ -213,6 +213,23 @@ def _inverse_temperature(value: Any):
     return tuple((int(t), float(v)) for t, v in value)
 
 
+INVERSE_TEMPERATURE_KEY = "inverse_temperature"
+
+
+def checked_inverse_temperature(value: Any, action_space: Optional[gym.Space] = None):
+    """``value`` validated (see :data:`DEFAULT_MODEL_CONFIG`): the float, or a tuple of ``(env
+    steps, value)`` pairs. ``ConfigError`` keyed ``inverse_temperature`` if it is malformed, or
+    other than 1 for a ``Box`` ``action_space`` (a Gaussian's spread is its learned log-std)."""
+    out = _inverse_temperature(value)
+    if isinstance(action_space, gym.spaces.Box) and out != 1.0:
+        raise ConfigError(
+            INVERSE_TEMPERATURE_KEY,
+            f"scales the logits of Discrete and MultiDiscrete actions; the action space {action_space} has a "
+            "Gaussian head whose spread is its learned log-std: leave it at 1.0",
+        )
+    return out
+
+
 def inverse_temperature_at(value, env_steps: float) -> float:
     """The inverse temperature (``model_config["inverse_temperature"]``, as validated) after
     ``env_steps`` sampled env steps: the number itself, or the schedule linearly interpolated
@@ -564,12 +581,8 @@ class QuantumModelConfig:
         with reraise_under(prefix):
             cfg, actor, critic = _check_keys(_with_internal_keys(model_config, module_id, seed))
         head = ActionHead.for_space(action_space)
-        if head.kind == "diag_gaussian" and cfg["inverse_temperature"] != 1.0:
-            raise ConfigError(
-                "inverse_temperature",
-                f"scales the logits of Discrete and MultiDiscrete actions; the action space {action_space} has a "
-                "Gaussian head whose spread is its learned log-std: leave it at 1.0",
-            ).under(prefix)
+        with reraise_under(prefix):
+            checked_inverse_temperature(cfg["inverse_temperature"], action_space)
         readout = _resolve_readout(cfg, head, prefix=prefix)
         policy_space, mask_keys = split_action_mask(observation_space, action_space)
         encoder, input_shape, conv_filters = _resolve_encoder(cfg, policy_space, prefix=prefix)
