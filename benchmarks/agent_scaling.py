@@ -22,6 +22,8 @@ local learner updates here too, so each part can be timed by wrapping it:
 - learner        ``learner_group.update()`` (split further in a second table)
 - other          the rest of ``algo.train()``: weight sync to the runner, metrics
 - package share  module fwd + learner: the time the policies' code can change
+- gc             Python's garbage-collector pauses (``gc.callbacks``), printed beside the parts: they
+                 fall inside whichever part runs when a collection starts
 
 One warm-up iteration, then the mean of ``iterations`` timed ones; every timed iteration must have
 trained every module. Ends with ratios and a plot. (RLlib's own ``result["timers"]`` are not used:
@@ -34,6 +36,7 @@ iteration, so they report roughly the warm-up iteration for many iterations.)
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import statistics
 import time
@@ -78,11 +81,35 @@ def variants(args: Args) -> dict:
     return out
 
 
+class GcPauses:
+    """Seconds this process spends in Python's garbage collector (``gc.callbacks``), summed until
+    :meth:`take`. The pauses fall inside whatever part runs (env, sampling, learner), so they are
+    reported beside the parts, not as one of them."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def time_run(config_path, overrides, iterations: int) -> dict:
     from rllib_quantum.config import load_experiment
 
     exp = load_experiment(config_path, overrides)
     algo = exp.algo_config.build_algo()
+    gc_pauses = GcPauses()
     try:
         runner, learner = algo.env_runner, algo.learner_group._learner
         watch = Stopwatch()
@@ -97,6 +124,7 @@ def time_run(config_path, overrides, iterations: int) -> dict:
         watch.wrap(learner, "apply_gradients", "l_optimizer")
         algo.train()  # warm-up: first torch calls, operator caches, episode buffers
         watch.reset()
+        gc_pauses.take()
         rows = defaultdict(list)
         for _ in range(iterations):
             start = time.perf_counter()
@@ -116,9 +144,11 @@ def time_run(config_path, overrides, iterations: int) -> dict:
             rows["l_rest"].append(t["learner"] - sum(t.get(k, 0.0) for k in ("l_forward", "l_losses", "l_backward", "l_optimizer")))
             rows["env_steps"].append(result["env_runners"]["num_env_steps_sampled"])
             rows["fwd_ms_per_call"].append(t["module_fwd"] / calls["module_fwd"] * 1e3)
+            rows["gc"].append(gc_pauses.take())
         module = runner.module
         groups = len(module.stack_groups(list(exp.plan.module_ids))) if hasattr(module, "stack_groups") else len(exp.plan.module_ids)
     finally:
+        gc_pauses.close()
         algo.stop()
     out = {k: statistics.mean(v) for k, v in rows.items()}
     out["package"] = out["module_fwd"] + out["learner"]
@@ -198,6 +228,9 @@ def main() -> None:
     for (n, variant), r in rows.items():
         print(f"| {n} | {variant} | {r['l_forward']:.3f} | {r['l_losses']:.3f} | {r['l_backward']:.3f} | "
               f"{r['l_optimizer']:.3f} | {r['l_rest']:.3f} | {r['learner']:.3f} |")
+
+    print("\nPython garbage collection, seconds per iteration (inside the parts above): " + ", ".join(
+        f"N={n} {v} {r['gc']:.3f}" for (n, v), r in rows.items()))
 
     lo, hi = agents[0], agents[-1]
     grow = hi / lo

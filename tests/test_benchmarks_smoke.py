@@ -31,6 +31,7 @@ def test_agent_scaling_smoke(sandbox):
         total = float(cells.split("|")[5])
         assert total > 0
     assert "stacked   package share:" in out and "unstacked package share:" in out
+    assert re.search(r"Python garbage collection, seconds per iteration .*: N=2 stacked [0-9.]+, N=2 unstacked [0-9.]+", out), out[-3000:]
     assert plot.stat().st_size > 0 and f"plot: {plot}" in out
 
 
