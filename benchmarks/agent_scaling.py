@@ -30,7 +30,7 @@ trained every module. Ends with ratios and a plot. (RLlib's own ``result["timers
 in Ray 2.60 they are exponential moving averages with coefficient 0.01, seeded by the first
 iteration, so they report roughly the warm-up iteration for many iterations.)
 
-    python benchmarks/agent_scaling.py [--agents 2 4 8 16] [--iterations 8] [--batch 800] [--no-classical]
+    python benchmarks/agent_scaling.py [--agents 2 4 8 16] [--iterations 8] [--batch 800] [--no-classical] [--gc-freeze]
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Args:
     num_envs_per_env_runner: int = 8  # 8 envs x 100 steps = 4 episodes of 25 steps each; 100 forward calls
     threads: int = 1  # torch threads (one, as in a runner actor; runner and learner share this process)
     classical: bool = True  # also time the classical config (reference)
+    gc_freeze: bool = False  # experiment: gc.freeze() after the warm-up (startup objects leave the collector's scans)
     plot: str = "docs/img/agent_scaling.png"  # "" for no plot
     seed: int = 0
 
@@ -104,7 +105,7 @@ class GcPauses:
         gc.callbacks.remove(self._callback)
 
 
-def time_run(config_path, overrides, iterations: int) -> dict:
+def time_run(config_path, overrides, iterations: int, gc_freeze: bool = False) -> dict:
     from rllib_quantum.config import load_experiment
 
     exp = load_experiment(config_path, overrides)
@@ -123,6 +124,9 @@ def time_run(config_path, overrides, iterations: int) -> dict:
         watch.wrap(learner, "compute_gradients", "l_backward")
         watch.wrap(learner, "apply_gradients", "l_optimizer")
         algo.train()  # warm-up: first torch calls, operator caches, episode buffers
+        if gc_freeze:  # what the pauses would be if the package froze the objects that exist after the build
+            gc.collect()
+            gc.freeze()
         watch.reset()
         gc_pauses.take()
         rows = defaultdict(list)
@@ -149,6 +153,7 @@ def time_run(config_path, overrides, iterations: int) -> dict:
         groups = len(module.stack_groups(list(exp.plan.module_ids))) if hasattr(module, "stack_groups") else len(exp.plan.module_ids)
     finally:
         gc_pauses.close()
+        gc.unfreeze()
         algo.stop()
     out = {k: statistics.mean(v) for k, v in rows.items()}
     out["package"] = out["module_fwd"] + out["learner"]
@@ -204,7 +209,7 @@ def main() -> None:
     for n in agents:
         for variant, (path, overrides) in variants(args).items():
             start = time.perf_counter()
-            r = rows[n, variant] = time_run(path, {**overrides, "env_config.N": n}, args.iterations)
+            r = rows[n, variant] = time_run(path, {**overrides, "env_config.N": n}, args.iterations, args.gc_freeze)
             print(f"N={n:2d} {variant:9s} total {r['total']:6.2f} s  env {r['env']:5.2f}  module fwd {r['module_fwd']:5.2f}  "
                   f"overhead {r['overhead']:5.2f}  learner {r['learner']:5.2f}  ({r['multi_module']}, "
                   f"{r['fwd_ms_per_call']:.2f} ms each; "
