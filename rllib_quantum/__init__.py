@@ -5,6 +5,7 @@ Public API (documented in README.md):
 - circuits: :class:`CircuitSpec`, :class:`QuantumLayer`, :func:`build_qnode`, :func:`draw_circuit`,
   :func:`stacked_forward`
 - modules: :class:`QuantumPPORLModule`, :class:`StackedQuantumMultiRLModule`,
+  :class:`TemperedPPOTorchRLModule` (RLlib's default PPO module with the same inverse temperature),
   :class:`QuantumModelConfig`, :class:`NaturalGradientConfig`, :data:`DEFAULT_MODEL_CONFIG`,
   :func:`validate_model_config`
 - learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, natural-gradient steps for
@@ -45,6 +46,7 @@ from rllib_quantum.modules import (
     QuantumModelConfig,
     QuantumPPORLModule,
     StackedQuantumMultiRLModule,
+    TemperedPPOTorchRLModule,
     validate_model_config,
 )
 from rllib_quantum.plotting import mean_curve_table, plot_learning_curves, plot_mean_curves
@@ -62,6 +64,7 @@ __all__ = [
     "SIMPLE_SPREAD",
     "STRATEGIES",
     "StackedQuantumMultiRLModule",
+    "TemperedPPOTorchRLModule",
     "CircuitSpec",
     "ConfigError",
     "EvaluationReport",

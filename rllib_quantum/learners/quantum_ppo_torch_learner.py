@@ -541,10 +541,12 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
         for module_id in self.module.keys():
             module = self.module[module_id].unwrapped()
             beta = getattr(module, "inverse_temperature", None)
-            if beta is None:
+            if isinstance(module, QuantumPPORLModule):
+                schedule = module.quantum_config.inverse_temperature
+            else:  # TemperedPPOTorchRLModule (other modules have neither)
+                schedule = getattr(module, "inverse_temperature_schedule", None)
+            if not isinstance(beta, torch.Tensor) or schedule is None:
                 continue
-            schedule = (module.quantum_config.inverse_temperature if isinstance(module, QuantumPPORLModule)
-                        else module.inverse_temperature_schedule)  # TemperedPPOTorchRLModule
             value = inverse_temperature_at(schedule, env_steps)
             beta.fill_(value)
             self.metrics.log_value((module_id, "quantum/actor_inverse_temperature"), value, reduce="mean", window=1)
