@@ -25,12 +25,16 @@ local learner updates here too, so each part can be timed by wrapping it:
 - gc             Python's garbage-collector pauses (``gc.callbacks``), printed beside the parts: they
                  fall inside whichever part runs when a collection starts
 
-One warm-up iteration, then the mean of ``iterations`` timed ones; every timed iteration must have
-trained every module. Ends with ratios and a plot. (RLlib's own ``result["timers"]`` are not used:
+Every run (each N and variant) is built and given one warm-up iteration first; then the runs take
+their ``iterations`` timed iterations in turns (one each per round, the order reversed every other
+round), so that the shared machine speeding up or slowing down over the minutes of the benchmark
+moves every run alike and the ratios compare iterations made side by side. Every timed iteration
+must have trained every module. With ``--no-gc-freeze`` the collector's scans cover every run's
+objects (they share this process), which slows the small runs more than their own objects would. Ends with ratios and a plot. (RLlib's own ``result["timers"]`` are not used:
 in Ray 2.60 they are exponential moving averages with coefficient 0.01, seeded by the first
 iteration, so they report roughly the warm-up iteration for many iterations.)
 
-    python benchmarks/agent_scaling.py [--agents 2 4 8 16] [--iterations 8] [--batch 800] [--no-classical] [--gc-freeze]
+    python benchmarks/agent_scaling.py [--agents 2 4 8 16] [--iterations 8] [--batch 800] [--no-classical] [--no-gc-freeze]
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class Args:
     num_envs_per_env_runner: int = 8  # 8 envs x 100 steps = 4 episodes of 25 steps each; 100 forward calls
     threads: int = 1  # torch threads (one, as in a runner actor; runner and learner share this process)
     classical: bool = True  # also time the classical config (reference)
-    gc_freeze: bool = False  # experiment: gc.freeze() after the warm-up (startup objects leave the collector's scans)
+    gc_freeze: bool = True  # the configs' gc_freeze (rllib_quantum.gc_freeze); --no-gc-freeze: Python's default collector
     plot: str = "docs/img/agent_scaling.png"  # "" for no plot
     seed: int = 0
 
@@ -71,6 +75,7 @@ def variants(args: Args) -> dict:
         "env_runners.num_env_runners": 0,
         "env_runners.num_envs_per_env_runner": args.num_envs_per_env_runner,
         "seed": args.seed,
+        "gc_freeze": args.gc_freeze,
     }
     quantum = ROOT / "configs" / "quantum_independent_spread.yaml"
     out = {
@@ -105,60 +110,64 @@ class GcPauses:
         gc.callbacks.remove(self._callback)
 
 
-def time_run(config_path, overrides, iterations: int, gc_freeze: bool = False) -> dict:
-    from rllib_quantum.config import load_experiment
+class TimedRun:
+    """One built algorithm whose parts are timed by wrapping them on the live objects."""
 
-    exp = load_experiment(config_path, overrides)
-    algo = exp.algo_config.build_algo()
-    gc_pauses = GcPauses()
-    try:
-        runner, learner = algo.env_runner, algo.learner_group._learner
-        watch = Stopwatch()
+    def __init__(self, config_path, overrides):
+        from rllib_quantum.config import load_experiment
+
+        self.exp = load_experiment(config_path, overrides)
+        self.algo = self.exp.algo_config.build_algo()
+        runner, learner = self.algo.env_runner, self.algo.learner_group._learner
+        self.watch = watch = Stopwatch()
         watch.wrap(runner, "sample", "sampling")
         watch.wrap(runner.env, "step", "env")
         watch.wrap(runner.env, "reset", "env")
         watch.wrap(runner.module, "forward_exploration", "module_fwd")
-        watch.wrap(algo.learner_group, "update", "learner")
+        watch.wrap(self.algo.learner_group, "update", "learner")
         watch.wrap(learner.module, "forward_train", "l_forward")
         watch.wrap(learner, "compute_losses", "l_losses")
         watch.wrap(learner, "compute_gradients", "l_backward")
         watch.wrap(learner, "apply_gradients", "l_optimizer")
-        algo.train()  # warm-up: first torch calls, operator caches, episode buffers
-        if gc_freeze:  # what the pauses would be if the package froze the objects that exist after the build
-            gc.collect()
-            gc.freeze()
-        watch.reset()
-        gc_pauses.take()
-        rows = defaultdict(list)
-        for _ in range(iterations):
-            start = time.perf_counter()
-            result = algo.train()
-            total = time.perf_counter() - start
-            trained = [result["learners"][m]["num_module_steps_trained"] for m in exp.plan.module_ids]
-            if min(trained) <= 0:
-                raise RuntimeError(f"an iteration trained nothing ({trained}): sampling timed out?")
-            t, calls = watch.reset()
-            if not calls.get("env") or not calls.get("module_fwd"):  # the runner rebuilt its env or module
-                raise RuntimeError(f"a timed part was never called ({calls}): the timings would be wrong")
-            rows["total"].append(total)
-            for key in ("env", "module_fwd", "learner", "l_forward", "l_losses", "l_backward", "l_optimizer"):
-                rows[key].append(t.get(key, 0.0))
-            rows["overhead"].append(t["sampling"] - t["env"] - t["module_fwd"])
-            rows["other"].append(total - t["sampling"] - t["learner"])
-            rows["l_rest"].append(t["learner"] - sum(t.get(k, 0.0) for k in ("l_forward", "l_losses", "l_backward", "l_optimizer")))
-            rows["env_steps"].append(result["env_runners"]["num_env_steps_sampled"])
-            rows["fwd_ms_per_call"].append(t["module_fwd"] / calls["module_fwd"] * 1e3)
-            rows["gc"].append(gc_pauses.take())
+        self.rows = defaultdict(list)
         module = runner.module
-        groups = len(module.stack_groups(list(exp.plan.module_ids))) if hasattr(module, "stack_groups") else len(exp.plan.module_ids)
-    finally:
-        gc_pauses.close()
-        gc.unfreeze()
-        algo.stop()
-    out = {k: statistics.mean(v) for k, v in rows.items()}
-    out["package"] = out["module_fwd"] + out["learner"]
-    out["multi_module"] = f"{type(module).__name__}, {groups} call(s) per forward"
-    return out
+        ids = list(self.exp.plan.module_ids)
+        groups = len(module.stack_groups(ids)) if hasattr(module, "stack_groups") else len(ids)
+        self.multi_module = f"{type(module).__name__}, {groups} call(s) per forward"
+
+    def warm_up(self) -> None:
+        """One untimed iteration: first torch calls, operator caches, episode buffers."""
+        self.algo.train()
+        self.watch.reset()
+
+    def iteration(self, gc_pauses: "GcPauses") -> None:
+        """One timed iteration, its parts appended to ``rows``."""
+        gc_pauses.take()
+        start = time.perf_counter()
+        result = self.algo.train()
+        total = time.perf_counter() - start
+        trained = [result["learners"][m]["num_module_steps_trained"] for m in self.exp.plan.module_ids]
+        if min(trained) <= 0:
+            raise RuntimeError(f"an iteration trained nothing ({trained}): sampling timed out?")
+        t, calls = self.watch.reset()
+        if not calls.get("env") or not calls.get("module_fwd"):  # the runner rebuilt its env or module
+            raise RuntimeError(f"a timed part was never called ({calls}): the timings would be wrong")
+        rows = self.rows
+        rows["total"].append(total)
+        for key in ("env", "module_fwd", "learner", "l_forward", "l_losses", "l_backward", "l_optimizer"):
+            rows[key].append(t.get(key, 0.0))
+        rows["overhead"].append(t["sampling"] - t["env"] - t["module_fwd"])
+        rows["other"].append(total - t["sampling"] - t["learner"])
+        rows["l_rest"].append(t["learner"] - sum(t.get(k, 0.0) for k in ("l_forward", "l_losses", "l_backward", "l_optimizer")))
+        rows["env_steps"].append(result["env_runners"]["num_env_steps_sampled"])
+        rows["fwd_ms_per_call"].append(t["module_fwd"] / calls["module_fwd"] * 1e3)
+        rows["gc"].append(gc_pauses.take())
+
+    def summary(self) -> dict:
+        out = {k: statistics.mean(v) for k, v in self.rows.items()}
+        out["package"] = out["module_fwd"] + out["learner"]
+        out["multi_module"] = self.multi_module
+        return out
 
 
 def plot(rows: dict, agents, path: Path) -> None:
@@ -205,15 +214,24 @@ def main() -> None:
     print(f"settings: {dataclasses.asdict(args)}\n", flush=True)
 
     agents = tuple(args.agents)
-    rows = {}
-    for n in agents:
+    runs = {}
+    for n in agents:  # every run built and warmed up first ...
         for variant, (path, overrides) in variants(args).items():
-            start = time.perf_counter()
-            r = rows[n, variant] = time_run(path, {**overrides, "env_config.N": n}, args.iterations, args.gc_freeze)
-            print(f"N={n:2d} {variant:9s} total {r['total']:6.2f} s  env {r['env']:5.2f}  module fwd {r['module_fwd']:5.2f}  "
-                  f"overhead {r['overhead']:5.2f}  learner {r['learner']:5.2f}  ({r['multi_module']}, "
-                  f"{r['fwd_ms_per_call']:.2f} ms each; "
-                  f"{r['env_steps']:.0f} env steps/iter; run {time.perf_counter() - start:.0f} s)", flush=True)
+            runs[n, variant] = TimedRun(path, {**overrides, "env_config.N": n})
+            runs[n, variant].warm_up()
+    gc_pauses = GcPauses()
+    for i in range(args.iterations):  # ... then one iteration of each in turns, so that a machine
+        for key in (list(runs) if i % 2 == 0 else list(runs)[::-1]):  # slowing down or speeding up
+            runs[key].iteration(gc_pauses)  # (a shared VM does) moves every run alike
+        print(f"round {i + 1} of {args.iterations} done", flush=True)
+    gc_pauses.close()
+    rows = {}
+    for (n, variant), run in runs.items():
+        r = rows[n, variant] = run.summary()
+        print(f"N={n:2d} {variant:9s} total {r['total']:6.2f} s  env {r['env']:5.2f}  module fwd {r['module_fwd']:5.2f}  "
+              f"overhead {r['overhead']:5.2f}  learner {r['learner']:5.2f}  ({r['multi_module']}, "
+              f"{r['fwd_ms_per_call']:.2f} ms each; {r['env_steps']:.0f} env steps/iter)", flush=True)
+        run.algo.stop()
     ray.shutdown()
 
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")

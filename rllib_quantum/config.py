@@ -36,7 +36,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 import yaml
 
-from rllib_quantum import safety
+from rllib_quantum import gc_freeze, safety
 from rllib_quantum.envs import ENV_VALIDATORS, env_spaces, reference_returns, register_envs
 from rllib_quantum.errors import ConfigError, reraise_under
 from rllib_quantum.settings import RULES, check_section, check_stop, check_value, translate_rllib_error
@@ -61,6 +61,8 @@ TOP_LEVEL_KEYS = {
     "seed": "int seed for RLlib (env runners and modules)",
     "stack_modules": "true (default): same-shaped quantum policies share each circuit call "
     "(StackedQuantumMultiRLModule); false: one call per module",
+    "gc_freeze": "true (default): each process freezes the objects alive once it is built out of "
+    "Python's garbage-collector scans (rllib_quantum.gc_freeze); false: Python's default collector",
 }
 REQUIRED_KEYS = ("env", "strategy", "module")
 # The online keys of AlgorithmConfig.evaluation() (its offline-evaluation keys need offline data).
@@ -255,8 +257,9 @@ def validate_spec(raw: Mapping[str, Any]) -> dict:
     seed = spec.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError("seed", f"must be an int >= 0, got {seed!r}")
-    if not isinstance(spec.setdefault("stack_modules", True), bool):
-        raise ConfigError("stack_modules", f"must be true or false, got {spec['stack_modules']!r}")
+    for key in ("stack_modules", "gc_freeze"):
+        if not isinstance(spec.setdefault(key, True), bool):
+            raise ConfigError(key, f"must be true or false, got {spec[key]!r}")
     for key in ("name", "description"):
         if key in spec and not isinstance(spec[key], str):
             raise ConfigError(key, f"must be a string, got {spec[key]!r}")
@@ -395,6 +398,8 @@ def build_experiment(raw: Mapping[str, Any], overrides: Optional[Mapping[str, An
     tempered = "inverse_temperature" in (spec.get("model_config") or {})
     quantum_learner = spec["module"] == "quantum" or tempered
     config.learners(learner_class=QuantumPPOTorchLearner if quantum_learner else FastBatchingPPOTorchLearner)
+    if spec["gc_freeze"]:  # the collector's scans skip what lives for the whole run (rllib_quantum.gc_freeze)
+        gc_freeze.install(config)
     safety.install(config)  # a nan/inf or env error met by a remote env runner stops the run (rllib_quantum.safety)
     if spec.get("seed") is not None:
         config.debugging(seed=spec["seed"])

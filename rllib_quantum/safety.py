@@ -154,7 +154,9 @@ def clear_on_init(*, algorithm=None, **kwargs) -> None:
     clear()
 
 
-def _add(config, event: str, function) -> None:
+def add_callback(config, event: str, function) -> None:
+    """Appends ``function`` to ``config``'s ``event`` callbacks (RLlib's callables API), keeping the
+    ones already there; adding one twice adds it once."""
     existing = getattr(config, f"callbacks_{event}")
     functions = [] if existing is None else list(existing) if isinstance(existing, (list, tuple)) else [existing]
     if function not in functions:
@@ -164,6 +166,6 @@ def _add(config, event: str, function) -> None:
 def install(config):
     """Adds :func:`clear_on_init` and :func:`raise_on_report` to ``config``'s ``on_algorithm_init``
     and ``on_train_result`` callbacks (the others are kept)."""
-    _add(config, "on_algorithm_init", clear_on_init)
-    _add(config, "on_train_result", raise_on_report)
+    add_callback(config, "on_algorithm_init", clear_on_init)
+    add_callback(config, "on_train_result", raise_on_report)
     return config

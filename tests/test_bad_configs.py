@@ -84,6 +84,9 @@ BAD_OVERRIDES = [
     ({"evaluation.evaluation_config.num_envs_per_env_runner": 0}, "evaluation.evaluation_config.num_envs_per_env_runner", "must be an int >= 1"),
     ({"evaluation.evaluation_config.env_config.max_cycles": 0}, "evaluation.evaluation_config.env_config.max_cycles", "got 0"),
     ({"evaluation.evaluation_config.env_config.paddles": 3}, "evaluation.evaluation_config.env_config", "paddles"),
+    # the package's process settings
+    ({"gc_freeze": "yes"}, "gc_freeze", "must be true or false, got 'yes'"),
+    ({"stack_modules": 1}, "stack_modules", "must be true or false, got 1"),
     # stop criteria
     ({"stop": []}, "stop", "must be a non-empty mapping"),
     ({"stop": {"training_iteration": 0}}, "stop.training_iteration", "must be an int >= 1 (a budget)"),

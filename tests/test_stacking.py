@@ -124,6 +124,54 @@ def test_stacked_multi_rl_module_equals_multi_rl_module(obs_dim, action_space):
                 torch.testing.assert_close(a.grad, b.grad, atol=2e-5, rtol=1e-4, msg=f"{mid}.{name}")
 
 
+@pytest.mark.parametrize("obs_dim, action_space, extra", [
+    (5, gym.spaces.Discrete(3), {"inverse_temperature": [[0, 1.0], [10, 3.0]]}),   # pong features, a logits factor
+    (12, gym.spaces.Box(0.0, 1.0, (5,), np.float32), {}),                          # tanh(linear) encoder, Gaussian head
+])
+def test_sampling_reuses_the_groups_stack_until_a_tensor_changes(obs_dim, action_space, extra):
+    """Forward passes without autograd (env runners) reuse one stack of the group's parameters; every
+    way RLlib and torch change a module (optimizer step, set_state, load_state_dict, a buffer's
+    fill_, .to()) shows in the next pass, which equals per-module execution; a hook turns it off."""
+    stacked = _multi(StackedQuantumMultiRLModule, obs_dim=obs_dim, action_space=action_space, **extra)
+    plain = _multi(MultiRLModule, obs_dim=obs_dim, action_space=action_space, **extra)
+    batch = {mid: {Columns.OBS: torch.rand(rows, obs_dim) * 2 - 1} for mid, rows in zip(plain.keys(), (6, 9, 1))}
+
+    def check():
+        got, want = stacked.forward_exploration(batch), plain.forward_exploration(batch)
+        for mid in plain.keys():
+            torch.testing.assert_close(got[mid][Columns.ACTION_DIST_INPUTS], want[mid][Columns.ACTION_DIST_INPUTS], atol=2e-6, rtol=1e-5)
+
+    def stack():
+        return stacked._group_cache[("sampling", tuple(plain.keys()), torch.float32)]
+
+    check()
+    first = stack()
+    check()
+    assert stack() is first  # unchanged weights: the same stack
+    for multi in (stacked, plain):  # an optimizer step on one module
+        optimizer = torch.optim.Adam(multi["agent_1"].parameters(), lr=0.1)
+        multi.forward_train(batch)["agent_1"][Columns.ACTION_DIST_INPUTS].sum().backward()
+        optimizer.step()
+    check()
+    assert stack() is not first
+    state = {mid: {k: v + 0.05 for k, v in plain[mid].get_state().items()} for mid in plain.keys()}
+    for multi in (stacked, plain):  # RLlib's weight sync to env runners
+        multi.set_state(state)
+    check()
+    for multi in (stacked, plain):  # torch's own loading, and a module moved to another dtype and back
+        multi["agent_2"].load_state_dict({k: v * 0.9 for k, v in plain["agent_2"].state_dict().items()})
+        multi["agent_0"].double().float()
+    check()
+    if "inverse_temperature" in extra:  # the learner moves the factor with fill_
+        for multi in (stacked, plain):
+            multi["agent_0"].inverse_temperature.fill_(2.5)
+        check()
+    seen = []
+    stacked["agent_1"].actor.register_forward_hook(lambda layer, args, out: seen.append(out.shape))
+    check()  # the live path again: the hook runs
+    assert seen == [torch.Size([9, stacked["agent_1"].actor.spec.n_readouts])]
+
+
 def test_stacked_values_equal_each_critic_on_its_embeddings():
     stacked = _multi(StackedQuantumMultiRLModule, n_modules=2)
     wider = RLModuleSpec(  # the same actor (so the same stack group), a wider critic

@@ -74,6 +74,18 @@ def _stacked_operators(parts: Sequence[CompiledWeights], owner: QuantumLayer) ->
     return stacked
 
 
+def run_stacked(first: QuantumLayer, inputs: torch.Tensor, scales: torch.Tensor, output_scales: Optional[torch.Tensor],
+                weights: Optional[torch.Tensor] = None, operators: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The dense fast path of ``M`` layers shaped like ``first`` on ``(M, B, n_qubits)`` inputs, from
+    their parameters already stacked: ``scales`` ``(M, n_qubits)``, ``output_scales`` ``(M, 1,
+    n_readouts)`` or ``None``, and either ``weights`` (stacked, differentiable) or ``operators`` (the
+    stacked weights-only operators of :meth:`QuantumLayer._cached_weights`, without autograd). No
+    checks and no hooks: :func:`stacked_forward` runs them."""
+    compiled = None if operators is None else CompiledWeights(True, operators)
+    out = first._fast(inputs, first.weights if weights is None else weights, scales, compiled=compiled, dense=True).to(inputs.dtype)
+    return out if output_scales is None else (out * output_scales).to(inputs.dtype)
+
+
 def stacked_forward(layers: Sequence[QuantumLayer], inputs: torch.Tensor) -> torch.Tensor:
     """``(M, B, n_qubits)`` inputs, row block ``m`` for ``layers[m]`` -> ``(M, B, n_readouts)``.
 
@@ -94,16 +106,13 @@ def stacked_forward(layers: Sequence[QuantumLayer], inputs: torch.Tensor) -> tor
     if inputs.shape[-1] != n:
         raise ValueError(f"QuantumLayer expects inputs with last dimension n_qubits={n}, got shape {tuple(inputs.shape)}")
     scales = torch.stack([layer.input_scale for layer in layers])
+    output_scales = None if first.output_scale is None else torch.stack([layer.output_scale for layer in layers]).unsqueeze(1)
     if torch.is_grad_enabled() and first.weights.requires_grad:
-        weights = torch.stack([layer.weights for layer in layers])
-        compiled = None
+        out = run_stacked(first, inputs, scales, output_scales, weights=torch.stack([layer.weights for layer in layers]))
     else:  # sampling: each layer's cached operators (recompiled only when its weights changed)
-        weights = first.weights
-        rdtype = real_dtype_for(inputs, weights, first.input_scale)
-        compiled = CompiledWeights(True, _stacked_operators([layer._cached_weights(rdtype, True) for layer in layers], first))
-    out = first._fast(inputs, weights, scales, compiled=compiled, dense=True).to(inputs.dtype)
-    if first.output_scale is not None:
-        out = (out * torch.stack([layer.output_scale for layer in layers]).unsqueeze(1)).to(inputs.dtype)
+        rdtype = real_dtype_for(inputs, first.weights, first.input_scale)
+        out = run_stacked(first, inputs, scales, output_scales,
+                          operators=_stacked_operators([layer._cached_weights(rdtype, True) for layer in layers], first))
     for m, layer in enumerate(layers):
         for hook in layer._forward_hooks.values():
             hook(layer, (inputs[m],), out[m])

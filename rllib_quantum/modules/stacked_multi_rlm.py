@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Dict, List, NamedTuple, Tuple
 
 import gymnasium as gym
@@ -14,6 +15,8 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID
 
 from rllib_quantum.circuits import QuantumLayer, stacked_forward
+from rllib_quantum.circuits.stacking import run_stacked, stack_reason
+from rllib_quantum.circuits.statevector import real_dtype_for
 from rllib_quantum.modules.encoders import LinearEncoder, PadEncoder
 from rllib_quantum.modules.observations import ACTION_MASK_KEY, mask_logits
 from rllib_quantum.modules.quantum_ppo_rlm import QuantumPPORLModule, all_finite
@@ -169,6 +172,17 @@ class StackedQuantumMultiRLModule(MultiRLModule):
             )
         return cache[key]
 
+    def _sampling_stack(self, group: List[ModuleID], modules: List[QuantumPPORLModule], rows: int, dtype: torch.dtype):
+        """The group's :class:`_SamplingStack` for forward passes without autograd, or ``None`` where
+        one does not apply (other encoders or heads, hooks, circuits that do not stack at ``rows``
+        rows). Cached per group and input dtype; rebuilt when a tensor it was built from has changed."""
+        cache = self.__dict__.setdefault("_group_cache", {})
+        key = ("sampling", tuple(group), dtype)
+        stack = cache.get(key)
+        if stack is None or (stack is not False and not stack.valid()):
+            stack = cache[key] = _SamplingStack.build(modules, dtype)
+        return stack if stack is not False and stack.dense(rows) else None
+
     def _run_group(self, group: List[ModuleID], batch: Dict[ModuleID, Any], where: str) -> Dict[ModuleID, Dict[str, Any]]:
         """One group: observations, encoders, circuits and read-out heads each as one stacked call;
         the finite checks once per group (a failing group is checked module by module, so the
@@ -176,40 +190,41 @@ class StackedQuantumMultiRLModule(MultiRLModule):
         modules = [self._quantum(mid) for mid in group]
         if self._same_vector_space(group, modules):  # one flatten (and shape check) for the whole group
             raw = [torch.as_tensor(m.policy_obs(batch[mid])) for m, mid in zip(modules, group)]
-            rows = [len(o) for o in raw]
+            rows = [o.shape[0] for o in raw]
             stacked = _stack_padded(raw, max(rows))
             x = modules[0].flatten(stacked.reshape(-1, *stacked.shape[2:])).reshape(len(group), max(rows), -1)
-            observations = [o[:n] for o, n in zip(x, rows)]  # only read if a finite check fails
+            observations = None  # the rows of x, sliced only if a finite check fails
         else:
             observations = [m.flatten(m.policy_obs(batch[mid])) for m, mid in zip(modules, group)]
             rows = [len(o) for o in observations]
             x = _stack_padded(observations, max(rows))
         if not all_finite(x):
-            for m, o in zip(modules, observations):
+            for m, o in zip(modules, observations or [o[:n] for o, n in zip(x, rows)]):
                 m._check_finite(o, "observation", where)
-        # One group: same encoder kind and input shape, same head shapes (the stack key).
-        embeddings = stacked_apply([m.encoder for m in modules], x, same_shapes=True)
-        readouts = stacked_forward([m.actor for m in modules], embeddings)
-        logits = stacked_apply([m.actor_head for m in modules], readouts, same_shapes=True)
-        if modules[0].inverse_temperature is not None:  # each module's own factor
-            logits = logits * torch.stack([m.inverse_temperature for m in modules]).view(-1, 1, 1)
-        if modules[0].log_std is not None:  # Box actions: [means, log_stds]
-            log_stds = torch.stack([m.log_std for m in modules]).unsqueeze(1).expand_as(logits)
-            logits = torch.cat([logits, log_stds], dim=-1)
+        # One group: same encoder kind and input shape, same head shapes (the stack key). Without
+        # autograd (env runners) the group's parameters come stacked from a snapshot reused while
+        # they are unchanged; else they are stacked here, every call.
+        params = None if torch.is_grad_enabled() else self._sampling_stack(group, modules, max(rows), x.dtype)
+        params = params or _LiveGroup(modules)
+        embeddings = params.encode(x)
+        logits = params.head(params.circuit(embeddings))
+        if params.inverse_temperatures is not None:  # each module's own factor, (M, 1, 1)
+            logits = logits * params.inverse_temperatures
+        if params.log_stds is not None:  # Box actions: [means, log_stds]
+            logits = torch.cat([logits, params.log_stds.expand_as(logits)], dim=-1)
         if modules[0].mask_keys is not None:  # padded rows get an all-zero mask: finite, and never read
             masks = [torch.as_tensor(batch[mid][Columns.OBS][ACTION_MASK_KEY]) for mid in group]
             logits = mask_logits(logits, _stack_padded(masks, max(rows)))
         if not all_finite(logits):
             for m, logit, n in zip(modules, logits, rows):
                 m._check_finite(logit[:n], "logits", where)
-        out = {}
+        longest = logits.shape[1]
+        if where != "forward_train":  # env runners: each module's logits (a view, sliced where padded)
+            return {mid: {Columns.ACTION_DIST_INPUTS: logit if n == longest else logit[:n]}
+                    for mid, logit, n in zip(group, logits.unbind(0), rows)}
         shared = StackedOutputs(tuple(group), logits, embeddings)
-        for mid, logit, embedding, n in zip(group, logits, embeddings, rows):
-            out[mid] = {Columns.ACTION_DIST_INPUTS: logit[:n]}
-            if where == "forward_train":
-                out[mid][Columns.EMBEDDINGS] = embedding[:n]
-                out[mid][STACKED_OUTPUTS] = shared
-        return out
+        return {mid: {Columns.ACTION_DIST_INPUTS: logit[:n], Columns.EMBEDDINGS: embedding[:n], STACKED_OUTPUTS: shared}
+                for mid, logit, embedding, n in zip(group, logits, embeddings, rows)}
 
 
 STACKED_OUTPUTS = "stacked_group_outputs"  # forward_train's key for a group's StackedOutputs
@@ -223,6 +238,110 @@ class StackedOutputs(NamedTuple):
     group: Tuple[ModuleID, ...]
     logits: torch.Tensor  # action-distribution inputs
     embeddings: torch.Tensor
+
+
+class _LiveGroup:
+    """A group's actor parameters stacked at every call (autograd flows to each module's own)."""
+
+    def __init__(self, modules: List[QuantumPPORLModule]):
+        self.modules = modules
+        self.inverse_temperatures, self.log_stds = _factor_stacks(modules)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return stacked_apply([m.encoder for m in self.modules], x, same_shapes=True)
+
+    def circuit(self, x: torch.Tensor) -> torch.Tensor:
+        return stacked_forward([m.actor for m in self.modules], x)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return stacked_apply([m.actor_head for m in self.modules], x, same_shapes=True)
+
+
+class _SamplingStack:
+    """A group's actor parameters stacked once for forward passes without autograd (env runners).
+
+    On an env runner the weights change only when the learner's are synced in, while every env
+    step runs a forward pass; stacking each module's tensors at every call costs several small
+    torch ops and attribute look-ups per module. The stack is reused while every tensor it was
+    built from keeps its version counter and storage (in-place updates, ``load_state_dict``,
+    ``set_state``, ``.to()`` all change one of them) and no circuit gained a forward hook; in-place
+    writes through ``.data`` change neither and are not seen, as for any torch code keyed on
+    versions. Vector encoders (none, linear) and read-outs (expectation, linear) only; anything
+    else runs :class:`_LiveGroup`.
+    """
+
+    def __init__(self, modules, tensors, hooks, encoder, head, layers_first, scales, output_scales, operators):
+        first = modules[0]
+        self.tensors, self.hooks = tensors, hooks
+        self.versions = self._versions(tensors)
+        self.encoder, self.head_weights, self.first_layer = encoder, head, layers_first
+        self.pad = first.encoder if isinstance(first.encoder, PadEncoder) else None
+        self.scales, self.output_scales, self.operators = scales, output_scales, operators
+        with torch.no_grad():
+            self.inverse_temperatures, self.log_stds = _factor_stacks(modules)
+
+    @classmethod
+    def build(cls, modules: List[QuantumPPORLModule], dtype: torch.dtype):
+        """The stack, or ``False`` where it does not apply."""
+        first = modules[0]
+        layers = [m.actor for m in modules]
+        if not isinstance(first.encoder, (PadEncoder, LinearEncoder)) or not isinstance(first.actor_head, (nn.Linear, nn.Identity)):
+            return False
+        if stack_reason(layers) is not None or any(layer._forward_hooks for layer in layers):
+            return False
+        parts = [m.encoder for m in modules] + layers + [m.actor_head for m in modules]
+        tensors = [t for part in parts for t in (*part.parameters(), *part.buffers())]
+        tensors += [t for m in modules for t in (m.inverse_temperature, m.log_std) if t is not None]
+        hooks = [d for layer in layers for d in (layer._forward_hooks, layer._forward_pre_hooks, layer._forward_hooks_with_kwargs)]
+        with torch.no_grad():
+            encoder = None if isinstance(first.encoder, PadEncoder) else _linear_stack([m.encoder.linear for m in modules])
+            head = None if isinstance(first.actor_head, nn.Identity) else _linear_stack([m.actor_head for m in modules])
+            scales = torch.stack([layer.input_scale for layer in layers])
+            output_scales = None if first.actor.output_scale is None else torch.stack([layer.output_scale for layer in layers]).unsqueeze(1)
+            rdtype = real_dtype_for(torch.empty(0, dtype=dtype), first.actor.weights, first.actor.input_scale)
+            operators = torch.stack([layer._cached_weights(rdtype, True).layers for layer in layers])
+        return cls(modules, tuple(tensors), hooks, encoder, head, first.actor, scales, output_scales, operators)
+
+    @staticmethod
+    def _versions(tensors) -> tuple:
+        return list(map(_VERSION, tensors)), list(map(torch.Tensor.data_ptr, tensors))
+
+    def valid(self) -> bool:
+        """Whether every tensor is as it was at build time and no hook was added."""
+        return not any(self.hooks) and self._versions(self.tensors) == self.versions
+
+    def dense(self, rows: int) -> bool:
+        return self.first_layer._fast.prefers_dense(rows, False)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.encoder is None:
+            return self.pad(x)
+        return torch.tanh(torch.baddbmm(self.encoder[1], x, self.encoder[0]))
+
+    def circuit(self, x: torch.Tensor) -> torch.Tensor:
+        return run_stacked(self.first_layer, x, self.scales, self.output_scales, operators=self.operators)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.head_weights is None else torch.baddbmm(self.head_weights[1], x, self.head_weights[0])
+
+
+_VERSION = operator.attrgetter("_version")
+
+
+def _factor_stacks(modules: List[QuantumPPORLModule]):
+    """The modules' logits factors ``(M, 1, 1)`` and Gaussian log-stds ``(M, 1, n)``, each ``None``
+    where the modules have none."""
+    first = modules[0]
+    betas = None if first.inverse_temperature is None else torch.stack([m.inverse_temperature for m in modules]).view(-1, 1, 1)
+    log_stds = None if first.log_std is None else torch.stack([m.log_std for m in modules]).unsqueeze(1)
+    return betas, log_stds
+
+
+def _linear_stack(linears: List[nn.Linear]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(M, in, out)`` transposed weights and ``(M, 1, out)`` biases (zeros without bias) of equal-shaped linears."""
+    weight = torch.stack([layer.weight for layer in linears]).transpose(1, 2)
+    bias = torch.stack([layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in linears])
+    return weight, bias.unsqueeze(1)
 
 
 _ELEMENTWISE = (nn.Identity, nn.Tanh, nn.ReLU, nn.Sigmoid)
