@@ -62,7 +62,7 @@ Example:
 from __future__ import annotations
 
 import zlib
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch.optim import adam as torch_adam, optimizer as torch_optimizer
@@ -83,6 +83,7 @@ from ray.rllib.utils.numpy import SMALL_NUMBER
 from ray.rllib.utils.typing import ModuleID, ParamDict
 
 from rllib_quantum import safety
+from rllib_quantum.circuits import QuantumLayer
 from rllib_quantum.learners import natural_gradient
 from rllib_quantum.learners.fast_batching_ppo_torch_learner import FastBatchingPPOTorchLearner
 from rllib_quantum.modules.model_config import inverse_temperature_at
@@ -477,29 +478,35 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
         else:  # mixed precision, torch lr schedulers or a non-finite gradient: RLlib's own path
             super().apply_gradients(gradients_dict)
         self._num_optimizer_steps += 1
-        with torch.no_grad():
-            modules = {mid: self.module[mid].unwrapped() for mid in self._module_optimizers}
-            params = [p.detach().reshape(-1) for m in modules.values() for p in m.parameters() if p.is_floating_point()]
+        with torch.no_grad():  # every parameter an optimizer (or a natural step) may have changed
+            params = [p.reshape(-1) for p in self._params.values() if p.is_floating_point()]
             if not params or all_finite(torch.cat(params)):  # one reduction for every module
                 return
-            for module_id, module in modules.items():
-                bad = non_finite_parameters(module)
+            for module_id in self._module_optimizers:
+                bad = non_finite_parameters(self.module[module_id].unwrapped())
                 if bad:
                     raise FloatingPointError(
                         f"module {module_id!r}: non-finite parameter(s) {', '.join(bad)} "
                         f"after optimizer step {self._num_optimizer_steps} of this learner"
                     )
 
+    def _circuits(self, module_id: ModuleID) -> List[Tuple[str, QuantumLayer]]:
+        """The module's circuits as (diagnostics name, layer), looked up once per module object
+        (every minibatch asks; a module's circuits are fixed when it is built)."""
+        module = self.module[module_id].unwrapped()
+        cache = self.__dict__.setdefault("_circuits_cache", {})
+        cached = cache.get(module_id)
+        if cached is None or cached[0] is not module:
+            layers = module.quantum_layers().items() if hasattr(module, "quantum_layers") else ()
+            cached = cache[module_id] = (module, [(_circuit_name(path), layer) for path, layer in layers])
+        return cached[1]
+
     def _keep_diagnostics(self, module_ids: List[ModuleID]) -> None:
         """Keeps this minibatch's circuit diagnostics, every module's at once, as one tensor (a few
         foreach reductions, no sync); :meth:`after_gradient_based_update` logs their means."""
         grads, inputs, outputs, readouts = [], [], [], []
         for module_id in module_ids:
-            module = self.module[module_id].unwrapped()
-            if not hasattr(module, "quantum_layers"):
-                continue
-            for path, layer in module.quantum_layers().items():
-                name = _circuit_name(path)
+            for name, layer in self._circuits(module_id):
                 if layer.weights.grad is not None:
                     grads.append((module_id, f"{name}_weights_grad_norm", layer.weights.grad))
                 inputs.append((module_id, f"{name}_input_scale_mean", layer.input_scale))
