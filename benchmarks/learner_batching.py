@@ -7,8 +7,9 @@ the minibatch iterator. This script times ``learner.update(episodes=...)`` on th
 episodes with both, in turns on the same learner:
 
 - ``vectorised``  the learner as built (the package's pieces and iterator)
-- ``rllib``       the same learner with RLlib's ``AddOneTsToEpisodesAndTruncate``,
-                  ``GeneralAdvantageEstimation`` and ``MiniBatchCyclicIterator`` put back
+- ``rllib``       the same learner with RLlib's own connector pieces (``AddOneTsToEpisodesAndTruncate``
+                  and the episode-to-batch pieces the package fuses, ``GeneralAdvantageEstimation``)
+                  and ``MiniBatchCyclicIterator`` put back
 
 Configs: MPE simple spread with N agents (``configs/quantum_independent_spread.yaml``, stacked, and
 ``configs/classical_independent_spread.yaml``) and the two paddles of cooperative pong
@@ -62,20 +63,17 @@ def configs(args: Args) -> dict:
 
 
 def use_rllibs_batching(learner, on: bool) -> None:
-    """Puts RLlib's first and last PPO connector pieces and its minibatch iterator back (or ours)."""
+    """Puts RLlib's own PPO connector pieces and its minibatch iterator back (or the package's)."""
     from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-    from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
 
-    from rllib_quantum.learners.batching import vectorised_twin
+    from rllib_quantum.learners.batching import rllibs_pieces, vectorised_pipeline
 
     pieces = learner._learner_connector.connectors
+    pieces[:] = rllibs_pieces(pieces)
     if on:
-        gae = pieces[-1]
-        pieces[0] = AddOneTsToEpisodesAndTruncate()
-        pieces[-1] = GeneralAdvantageEstimation(gamma=gae.gamma, lambda_=gae.lambda_)
         learner._create_iterator_if_necessary = types.MethodType(PPOTorchLearner._create_iterator_if_necessary, learner)
     else:  # what FastBatchingPPOTorchLearner.build() does
-        pieces[:] = [vectorised_twin(piece) for piece in pieces]
+        pieces[:] = vectorised_pipeline(pieces)
         learner.__dict__.pop("_create_iterator_if_necessary", None)
 
 

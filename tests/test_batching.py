@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from ray.rllib.connectors.common.numpy_to_tensor import NumpyToTensor
 from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.minibatch_utils import MiniBatchCyclicIterator
@@ -14,9 +15,12 @@ from ray.rllib.utils.postprocessing.value_predictions import compute_value_targe
 
 from rllib_quantum.config import load_experiment
 from rllib_quantum.learners.batching import (
+    BOOTSTRAPPED_LENGTHS,
     AddOneTsToEpisodesAndTruncateAsArrays,
+    EpisodesToModuleColumns,
     GeneralAdvantageEstimationAcrossModules,
     TensorMiniBatchCyclicIterator,
+    rllibs_pieces,
     value_targets_across_modules,
 )
 from tests._tiny import tiny
@@ -65,20 +69,33 @@ def sampled(ray_session, tmp_path_factory):
 def test_learner_pipeline_equals_rllibs(sampled, name):
     learner, episodes = sampled[name]
     ours = learner._learner_connector
-    assert type(ours.connectors[0]) is AddOneTsToEpisodesAndTruncateAsArrays  # classical configs too
-    assert type(ours.connectors[-1]) is GeneralAdvantageEstimationAcrossModules
+    # classical configs too: RLlib's episode-to-batch pieces fused into one, GAE across modules
+    assert [type(p) for p in ours.connectors] == [EpisodesToModuleColumns, NumpyToTensor, GeneralAdvantageEstimationAcrossModules]
+    assert type(ours.connectors[0].pieces[0]) is AddOneTsToEpisodesAndTruncateAsArrays
     theirs = copy.deepcopy(ours)
-    theirs.connectors[0] = AddOneTsToEpisodesAndTruncate()
-    theirs.connectors[-1] = GeneralAdvantageEstimation(gamma=ours.connectors[-1].gamma, lambda_=ours.connectors[-1].lambda_)
+    theirs.connectors[:] = rllibs_pieces(theirs.connectors)
+    assert type(theirs.connectors[0]) is AddOneTsToEpisodesAndTruncate and len(theirs.connectors) == 9
+    assert type(theirs.connectors[-1]) is GeneralAdvantageEstimation
     ends = {(e.is_terminated, e.is_truncated) for ma in episodes for e in ma.agent_episodes.values()}
     assert len(ends) >= 2, f"the sample should hold episodes that end differently, got {ends}"
-    batches = []
+    batches, shared_data = [], []
     for pipeline in (ours, theirs):
         shared = {}
         batches.append(pipeline(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes),
                                 shared_data=shared, metrics=learner.metrics))
         assert shared["_added_loss_mask_for_valid_episode_ts"]
+        shared_data.append(shared)
     _assert_same_columns(*batches, name)
+    assert BOOTSTRAPPED_LENGTHS in shared_data[0]  # the fused piece's own path ran, not its fallback
+    # its fallback (the pieces it replaced, run one by one) gives the same batch
+    fallback = copy.deepcopy(ours)
+    fallback.connectors[0]._columns = lambda *args: None
+    shared = {}
+    _assert_same_columns(fallback(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), shared_data=shared,
+                                  metrics=learner.metrics), batches[1], f"{name} (fallback)")
+    assert BOOTSTRAPPED_LENGTHS not in shared
+    assert shared_data[0]["memorized_map_structure"] == shared_data[1]["memorized_map_structure"]
+    assert [list(b) for b in batches[0].values()] == [list(b) for b in batches[1].values()]  # column order too
     assert not all(bool(m["loss_mask"].all()) for m in batches[0].values())  # the bootstrap rows are masked
 
 

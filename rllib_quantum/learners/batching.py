@@ -1,7 +1,13 @@
-"""Faster drop-ins for three per-agent steps of RLlib's PPO learner, equal to RLlib's to the bit.
+"""Faster drop-ins for the per-agent steps of RLlib's PPO learner, equal to RLlib's to the bit.
 
-With many agents, three parts of a PPO update that RLlib runs in plain Python per item grow with the
+With many agents, the parts of a PPO update that RLlib runs in plain Python per item grow with the
 agent steps and cost more than the modules' own arithmetic (``benchmarks/agent_scaling.py``):
+
+* :class:`EpisodesToModuleColumns` replaces RLlib's seven episode-to-batch pieces at the head of
+  PPO's learner connector pipeline (:data:`EPISODE_TO_BATCH_PIECES`: the bootstrap timestep,
+  observations, columns, time dim, states, agent-to-module mapping, batching) for multi-agent
+  episodes of non-stateful modules: each episode's arrays read once, each module's columns
+  concatenated once, the episodes not extended; anything else runs the replaced pieces.
 
 * :class:`AddOneTsToEpisodesAndTruncateAsArrays` replaces RLlib's
   ``AddOneTsToEpisodesAndTruncate`` (the first piece of PPO's learner connector pipeline). RLlib's
@@ -21,8 +27,9 @@ agent steps and cost more than the modules' own arithmetic (``benchmarks/agent_s
   instead of through ``SampleBatch`` slicing and ``concat_samples`` per module and minibatch.
   Anything else (sequences, ``infos``, nested columns) goes to RLlib's iterator.
 
-:class:`~rllib_quantum.learners.FastBatchingPPOTorchLearner` uses all three; ``tests/test_batching.py``
-checks them against RLlib's on sampled multi-agent episodes.
+:class:`~rllib_quantum.learners.FastBatchingPPOTorchLearner` uses them all (:func:`vectorised_pipeline`;
+:func:`rllibs_pieces` turns a pipeline back into RLlib's); ``tests/test_batching.py`` checks them
+against RLlib's on sampled multi-agent episodes.
 
 Example:
     >>> import numpy as np, torch
@@ -41,7 +48,18 @@ import numpy as np
 import torch
 
 from ray.rllib.connectors.common.numpy_to_tensor import NumpyToTensor
-from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.connectors.learner import (
+    AddColumnsFromEpisodesToTrainBatch,
+    AddObservationsFromEpisodesToBatch,
+    AddOneTsToEpisodesAndTruncate,
+    AddStatesFromEpisodesToBatch,
+    AddTimeDimToBatchAndZeroPad,
+    AgentToModuleMapping,
+    BatchIndividualItems,
+    GeneralAdvantageEstimation,
+)
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.rl_module import RLModule
@@ -98,6 +116,131 @@ class AddOneTsToEpisodesAndTruncateAsArrays(AddOneTsToEpisodesAndTruncate):
         return batch
 
 
+# RLlib's PPO learner pipeline up to its NumpyToTensor, in order (our first piece in RLlib's place)
+EPISODE_TO_BATCH_PIECES = (
+    AddOneTsToEpisodesAndTruncateAsArrays, AddObservationsFromEpisodesToBatch, AddColumnsFromEpisodesToTrainBatch,
+    AddTimeDimToBatchAndZeroPad, AddStatesFromEpisodesToBatch, AgentToModuleMapping, BatchIndividualItems,
+)
+BOOTSTRAPPED_LENGTHS = "rllib_quantum:bootstrapped_lengths"  # shared_data: {module_id: [len + 1, ...]}
+
+
+class EpisodesToModuleColumns(ConnectorV2):
+    """RLlib's first seven PPO learner pieces at once, for multi-agent episodes of non-stateful modules.
+
+    Those pieces (:data:`EPISODE_TO_BATCH_PIECES`) extend every single-agent episode by one
+    bootstrap timestep (appending to each of its buffers, then validating it), add each column of
+    each episode to a dict keyed by (episode, agent, module), regroup that by module and concatenate.
+    With short episodes and many agents (simple spread: 25 steps, 512 episode pieces per update at
+    16 agents) that per-episode Python is a large part of the learner's time. This piece reads each
+    episode's arrays once, appends the bootstrap row to the arrays instead of to the episode
+    (the same ``np.concatenate`` RLlib's buffers make, so dtypes match), and concatenates each
+    module's columns once: the same ``{module_id: {column: array}}`` batch, column order and
+    ``shared_data`` entries as the pieces it replaces; the episodes are left unextended, and their
+    bootstrapped lengths go to :class:`GeneralAdvantageEstimationAcrossModules` through
+    ``shared_data``. Anything else (single-agent or stateful setups, nested observations, an empty
+    episode piece, a non-empty incoming batch, unequal extra-output keys within a module) runs the
+    replaced pieces themselves, which it holds.
+    """
+
+    def __init__(self, pieces: List[ConnectorV2]):
+        super().__init__()
+        self.pieces = list(pieces)
+
+    @override(ConnectorV2)
+    def __call__(self, *, rl_module: RLModule, batch: Dict[str, Any], episodes: List[EpisodeType],
+                 explore: Optional[bool] = None, shared_data: Optional[dict] = None, **kwargs) -> Any:
+        columns = None if batch else self._columns(rl_module, episodes, shared_data)
+        if columns is not None:
+            return columns
+        for piece in self.pieces:
+            batch = piece(rl_module=rl_module, batch=batch, episodes=episodes, explore=explore, shared_data=shared_data, **kwargs)
+        return batch
+
+    def _columns(self, rl_module, episodes, shared_data) -> Optional[Dict[Any, Dict[str, np.ndarray]]]:
+        if shared_data is None or not isinstance(rl_module, MultiRLModule) or not episodes:
+            return None
+        if not all(isinstance(e, MultiAgentEpisode) for e in episodes):
+            return None
+        if any(m.is_stateful() for m in rl_module._rl_modules.values()):
+            return None
+        pieces = list(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False))
+        keys: Dict[Any, tuple] = {}
+        for sa in pieces:  # checked before anything is changed: a fallback sees the episodes as given
+            extra = tuple(sa.extra_model_outputs.keys())
+            if len(sa) == 0 or not sa.is_numpy or sa.module_id is None or keys.setdefault(sa.module_id, extra) != extra:
+                return None
+            if not isinstance(sa.observations.data, np.ndarray) or not isinstance(sa.actions.data, np.ndarray):
+                return None
+            if not all(isinstance(v.data, np.ndarray) for v in sa.extra_model_outputs.values()):
+                return None
+        for i, ma_episode in enumerate(episodes):  # each chunk its own id, as RLlib's first piece does
+            ma_episode.id_ += "_" + str(i)
+            for sa_episode in ma_episode.agent_episodes.values():
+                sa_episode.multi_agent_episode_id = ma_episode.id_
+        skip = {Columns.LOSS_MASK, Columns.TERMINATEDS, Columns.TRUNCATEDS, Columns.OBS, Columns.ACTIONS,
+                Columns.REWARDS, Columns.STATE_IN, Columns.STATE_OUT}
+        parts: Dict[Any, Dict[str, list]] = {}
+        where: Dict[Any, list] = {}
+        lengths: Dict[Any, List[int]] = {}
+        for i, sa in enumerate(pieces):
+            sa.id_ += "_" + str(i)
+            n = len(sa)
+            mask = np.ones(n + 1, dtype=bool)
+            mask[n] = False  # the bootstrap row
+            terminateds = np.zeros(n + 1, dtype=bool)
+            truncateds = np.zeros(n + 1, dtype=bool)
+            terminateds[n - 1] = bool(sa.is_terminated)
+            truncateds[n - 1] = bool(sa.is_truncated or not sa.is_done)  # RLlib truncates what is not done
+            module = parts.setdefault(sa.module_id, {})
+            columns = [(Columns.LOSS_MASK, mask), (Columns.TERMINATEDS, terminateds), (Columns.TRUNCATEDS, truncateds),
+                       (Columns.OBS, sa.get_observations(slice(0, n + 1))),
+                       (Columns.ACTIONS, _with_last_repeated(sa.get_actions(slice(0, n)))),
+                       (Columns.REWARDS, np.concatenate([sa.get_rewards(slice(0, n)), np.asarray(0.0)[np.newaxis]], axis=0))]
+            columns += [(key, _with_last_repeated(sa.get_extra_model_outputs(key=key, indices=slice(0, n))))
+                        for key in keys[sa.module_id] if key not in skip]
+            for column, values in columns:
+                module.setdefault(column, []).append(values)
+            where.setdefault(sa.module_id, []).append((sa.multi_agent_episode_id, sa.agent_id))
+            lengths.setdefault(sa.module_id, []).append(n + 1)
+        shared_data["_added_loss_mask_for_valid_episode_ts"] = True
+        shared_data["memorized_map_structure"] = where
+        shared_data[BOOTSTRAPPED_LENGTHS] = lengths
+        return {mid: {column: np.concatenate(values, axis=0) for column, values in module.items()} for mid, module in parts.items()}
+
+
+def _with_last_repeated(values: np.ndarray) -> np.ndarray:
+    """``values`` with its last row appended once more (what RLlib's bootstrap timestep appends)."""
+    return np.concatenate([values, np.asarray(values[-1])[np.newaxis]], axis=0)
+
+
+def rllibs_pieces(pieces: List[ConnectorV2]) -> List[ConnectorV2]:
+    """RLlib's own learner pieces for a pipeline of the package's (each twin back to RLlib's piece,
+    the fused piece back to the pieces it replaced): what RLlib's PPO learner would run."""
+    out: List[ConnectorV2] = []
+    for piece in pieces:
+        if isinstance(piece, EpisodesToModuleColumns):
+            out += rllibs_pieces(piece.pieces)
+        elif type(piece) is AddOneTsToEpisodesAndTruncateAsArrays:
+            out.append(AddOneTsToEpisodesAndTruncate())
+        elif type(piece) is GeneralAdvantageEstimationAcrossModules:
+            out.append(GeneralAdvantageEstimation(gamma=piece.gamma, lambda_=piece.lambda_))
+        else:
+            out.append(piece)
+    return out
+
+
+def vectorised_pipeline(pieces: List[ConnectorV2]) -> List[ConnectorV2]:
+    """The package's pieces for RLlib's PPO learner pipeline ``pieces``: each piece's vectorised
+    twin, and RLlib's default episode-to-batch pieces fused into :class:`EpisodesToModuleColumns`
+    where the pipeline holds them in order and ends with GAE."""
+    out = [vectorised_twin(piece) for piece in pieces]
+    count = len(EPISODE_TO_BATCH_PIECES)
+    if (tuple(type(p) for p in out[:count]) == EPISODE_TO_BATCH_PIECES and len(out) == count + 2
+            and type(out[count]) is NumpyToTensor and type(out[-1]) is GeneralAdvantageEstimationAcrossModules):
+        out[:count] = [EpisodesToModuleColumns(out[:count])]
+    return out
+
+
 def value_targets_across_modules(values, rewards, terminateds, truncateds, gamma: float, lambda_: float) -> np.ndarray:
     """RLlib's ``compute_value_targets`` for ``M`` modules at once: ``(M, T)`` arrays in, ``(M, T)``
     float32 targets out, row ``m`` bit-identical to ``compute_value_targets`` on row ``m`` (the same
@@ -130,9 +273,11 @@ class GeneralAdvantageEstimationAcrossModules(GeneralAdvantageEstimation):
             return_dict=True,
         )
         modules = {mid: module for mid, module in modules.items() if module is not None}
-        lens: Dict[Any, List[int]] = {}
-        for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
-            lens.setdefault(episode.module_id, []).append(len(episode))
+        lens: Dict[Any, List[int]] = (kwargs.get("shared_data") or {}).get(BOOTSTRAPPED_LENGTHS)  # EpisodesToModuleColumns ran
+        if lens is None:  # the episodes were extended by one timestep each: their lengths
+            lens = {}
+            for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
+                lens.setdefault(episode.module_id, []).append(len(episode))
         if None in lens or any(module.is_stateful() for module in modules.values()):
             return super().__call__(rl_module=rl_module, episodes=episodes, batch=batch, **kwargs)
         module_ids = list(modules)

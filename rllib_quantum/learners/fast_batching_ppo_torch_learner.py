@@ -1,10 +1,12 @@
 """``FastBatchingPPOTorchLearner``: RLlib's PPO torch learner with its per-agent batching vectorised.
 
-RLlib's ``PPOTorchLearner`` with three steps of every update replaced by equal, faster ones
-(:mod:`rllib_quantum.learners.batching`): the learner connector's first piece adds its columns per
-episode instead of per timestep, its last (GAE) computes the value targets of all equal-length
-modules in one loop, and minibatches are cut as tensor views instead of through ``SampleBatch``
-slicing and concatenation per module. Batches, minibatches, shuffles and therefore
+RLlib's ``PPOTorchLearner`` with steps of every update replaced by equal, faster ones
+(:mod:`rllib_quantum.learners.batching`): for multi-agent episodes the learner connector's
+episode-to-batch pieces run as one (each episode's arrays read once, each module's columns
+concatenated once; elsewhere its first piece adds its columns per episode instead of per
+timestep), its last (GAE) computes the value targets of all equal-length modules in one loop, and
+minibatches are cut as tensor views instead of through ``SampleBatch`` slicing and concatenation
+per module. Batches, minibatches, shuffles and therefore
 training are identical to RLlib's (``tests/test_batching.py``); the time saved grows with the agent
 steps per update (``benchmarks/agent_scaling.py``).
 
@@ -26,19 +28,19 @@ from ray.rllib.core.learner.learner import Learner
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.minibatch_utils import MiniBatchCyclicIterator
 
-from rllib_quantum.learners.batching import TensorMiniBatchCyclicIterator, vectorised_twin
+from rllib_quantum.learners.batching import TensorMiniBatchCyclicIterator, vectorised_pipeline
 
 
 class FastBatchingPPOTorchLearner(PPOTorchLearner):
-    """``PPOTorchLearner`` whose first and last connector pieces and minibatch iterator are the
-    vectorised twins of RLlib's."""
+    """``PPOTorchLearner`` whose learner connector pieces and minibatch iterator are the vectorised
+    twins of RLlib's (:func:`~rllib_quantum.learners.batching.vectorised_pipeline`)."""
 
     @override(PPOTorchLearner)
     def build(self) -> None:
         super().build()
         if self._learner_connector is not None:  # the pieces PPO added around RLlib's pipeline: swapped
             pieces = self._learner_connector.connectors
-            pieces[:] = [vectorised_twin(piece) for piece in pieces]
+            pieces[:] = vectorised_pipeline(pieces)
 
     @override(Learner)
     def _create_iterator_if_necessary(self, **kwargs):
