@@ -169,7 +169,7 @@ class EpisodesToModuleColumns(ConnectorV2):
             extra = tuple(sa.extra_model_outputs.keys())
             if len(sa) == 0 or not sa.is_numpy or sa.module_id is None or keys.setdefault(sa.module_id, extra) != extra:
                 return None
-            if not isinstance(sa.observations.data, np.ndarray) or not isinstance(sa.actions.data, np.ndarray):
+            if not all(isinstance(b.data, np.ndarray) for b in (sa.observations, sa.actions, sa.rewards)):
                 return None
             if not all(isinstance(v.data, np.ndarray) for v in sa.extra_model_outputs.values()):
                 return None
