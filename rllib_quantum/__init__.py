@@ -22,6 +22,8 @@ Public API (documented in README.md):
 - plots: :func:`plot_learning_curves` (every run), :func:`plot_mean_curves` (one mean per group of
   runs) and :func:`mean_curve_table` (its numbers)
 - reproducibility: :func:`reproducible_runtime_env` (one ``PYTHONHASHSEED`` for Ray's workers)
+- process settings: :func:`install_gc_freeze` (every training process freezes its long-lived
+  objects out of Python's garbage-collector scans once built; YAML experiments' ``gc_freeze``)
 - errors: :class:`ConfigError` (every bad-input error; ``.key`` is the dotted key path)
 """
 
@@ -50,6 +52,7 @@ from rllib_quantum.modules import (
     validate_model_config,
 )
 from rllib_quantum.plotting import mean_curve_table, plot_learning_curves, plot_mean_curves
+from rllib_quantum.gc_freeze import install as install_gc_freeze
 from rllib_quantum.reproducibility import reproducible_runtime_env
 from rllib_quantum.search import load_search
 from rllib_quantum.strategies import STRATEGIES, module_spec, plan_strategy
@@ -82,6 +85,7 @@ __all__ = [
     "build_qnode",
     "draw_circuit",
     "evaluate_modules",
+    "install_gc_freeze",
     "load_experiment",
     "load_modules",
     "load_search",
