@@ -43,20 +43,23 @@ def test_a_later_freeze_frees_the_cyclic_garbage_an_earlier_one_kept():
         gc.unfreeze()
 
 
-def test_experiments_freeze_the_algorithm_and_each_remote_runner_unless_switched_off(build_algo):
+def test_experiments_freeze_the_algorithm_each_remote_runner_and_learner_unless_switched_off(build_algo):
     off = load_experiment(CONFIG, tiny("quantum", gc_freeze=False))
     assert gc_freeze.freeze_after_algorithm_init not in (off.algo_config.callbacks_on_algorithm_init or [])
     assert gc_freeze.freeze_after_env_created not in (off.algo_config.callbacks_on_environment_created or [])
 
     gc.unfreeze()
     try:
-        exp = load_experiment(CONFIG, tiny("quantum", **{"env_runners.num_env_runners": 1,
-                                                         "env_runners.num_cpus_per_env_runner": 0.5}))
+        exp = load_experiment(CONFIG, tiny("quantum", **{
+            "env_runners.num_env_runners": 1, "env_runners.num_cpus_per_env_runner": 0.5,
+            "learners.num_learners": 1, "learners.num_cpus_per_learner": 0.5}))
         assert gc.get_freeze_count() == 0
         algo = build_algo(exp.algo_config)
-        assert gc.get_freeze_count() > 10000  # this process: the algorithm, its learner and modules
+        assert gc.get_freeze_count() > 10000  # this process: the algorithm and its local env runner
         remote = algo.env_runner_group.foreach_env_runner(lambda runner: gc.get_freeze_count(), local_env_runner=False)
         assert len(remote) == 1 and remote[0] > 10000
+        learners = [r.get() for r in algo.learner_group.foreach_learner(lambda learner: gc.get_freeze_count())]
+        assert len(learners) == 1 and learners[0] > 10000
         assert algo.train()["training_iteration"] == 1
     finally:
         gc.unfreeze()
