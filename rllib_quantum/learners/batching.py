@@ -93,27 +93,40 @@ class AddOneTsToEpisodesAndTruncateAsArrays(AddOneTsToEpisodesAndTruncate):
         shared_data: Optional[dict] = None,
         **kwargs,
     ) -> Any:
-        if isinstance(episodes[0], MultiAgentEpisode):  # each chunk its own id, as RLlib's piece does
-            for i, ma_episode in enumerate(episodes):
-                ma_episode.id_ += "_" + str(i)
-                for sa_episode in ma_episode.agent_episodes.values():
-                    sa_episode.multi_agent_episode_id = ma_episode.id_
+        if isinstance(episodes[0], MultiAgentEpisode):
+            _number_chunks(episodes)
         for i, sa_episode in enumerate(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False)):
             sa_episode.id_ += "_" + str(i)
             length = len(sa_episode)
             add_one_ts_to_episodes_and_truncate([sa_episode])
-            loss_mask = np.ones(length + 1, dtype=bool)
-            loss_mask[length] = False  # the appended bootstrap timestep
-            terminateds = np.zeros(length + 1, dtype=bool)
-            truncateds = np.zeros(length + 1, dtype=bool)
-            if length:
-                terminateds[length - 1] = bool(sa_episode.is_terminated)
-                truncateds[length - 1] = bool(sa_episode.is_truncated)  # after the mutation, as RLlib's
-            for column, values in ((Columns.LOSS_MASK, loss_mask), (Columns.TERMINATEDS, terminateds),
-                                   (Columns.TRUNCATEDS, truncateds)):
+            # is_truncated after the mutation, as RLlib's piece reads it
+            for column, values in _bootstrap_columns(length, sa_episode.is_terminated, sa_episode.is_truncated):
                 self.add_n_batch_items(batch, column, values, length + 1, sa_episode)
         shared_data["_added_loss_mask_for_valid_episode_ts"] = True
         return batch
+
+
+def _number_chunks(episodes: List[MultiAgentEpisode]) -> None:
+    """Each multi-agent episode chunk its own id (``<id>_<i>``, also on its single-agent episodes),
+    as RLlib's ``AddOneTsToEpisodesAndTruncate`` does."""
+    for i, ma_episode in enumerate(episodes):
+        ma_episode.id_ += "_" + str(i)
+        for sa_episode in ma_episode.agent_episodes.values():
+            sa_episode.multi_agent_episode_id = ma_episode.id_
+
+
+def _bootstrap_columns(length: int, terminated: bool, truncated: bool) -> list:
+    """``loss_mask``, ``terminateds`` and ``truncateds`` of an episode of ``length`` steps plus the
+    bootstrap timestep: the mask leaves that timestep out of the loss, and the flags' only possible
+    ``True`` is at the last real timestep, as RLlib's ``AddOneTsToEpisodesAndTruncate`` writes them."""
+    loss_mask = np.ones(length + 1, dtype=bool)
+    loss_mask[length] = False  # the bootstrap timestep
+    terminateds = np.zeros(length + 1, dtype=bool)
+    truncateds = np.zeros(length + 1, dtype=bool)
+    if length:
+        terminateds[length - 1] = bool(terminated)
+        truncateds[length - 1] = bool(truncated)
+    return [(Columns.LOSS_MASK, loss_mask), (Columns.TERMINATEDS, terminateds), (Columns.TRUNCATEDS, truncateds)]
 
 
 # RLlib's PPO learner pipeline up to its NumpyToTensor, in order (our first piece in RLlib's place)
@@ -173,10 +186,7 @@ class EpisodesToModuleColumns(ConnectorV2):
                 return None
             if not all(isinstance(v.data, np.ndarray) for v in sa.extra_model_outputs.values()):
                 return None
-        for i, ma_episode in enumerate(episodes):  # each chunk its own id, as RLlib's first piece does
-            ma_episode.id_ += "_" + str(i)
-            for sa_episode in ma_episode.agent_episodes.values():
-                sa_episode.multi_agent_episode_id = ma_episode.id_
+        _number_chunks(episodes)
         skip = {Columns.LOSS_MASK, Columns.TERMINATEDS, Columns.TRUNCATEDS, Columns.OBS, Columns.ACTIONS,
                 Columns.REWARDS, Columns.STATE_IN, Columns.STATE_OUT}
         parts: Dict[Any, Dict[str, list]] = {}
@@ -185,15 +195,10 @@ class EpisodesToModuleColumns(ConnectorV2):
         for i, sa in enumerate(pieces):
             sa.id_ += "_" + str(i)
             n = len(sa)
-            mask = np.ones(n + 1, dtype=bool)
-            mask[n] = False  # the bootstrap row
-            terminateds = np.zeros(n + 1, dtype=bool)
-            truncateds = np.zeros(n + 1, dtype=bool)
-            terminateds[n - 1] = bool(sa.is_terminated)
-            truncateds[n - 1] = bool(sa.is_truncated or not sa.is_done)  # RLlib truncates what is not done
             module = parts.setdefault(sa.module_id, {})
-            columns = [(Columns.LOSS_MASK, mask), (Columns.TERMINATEDS, terminateds), (Columns.TRUNCATEDS, truncateds),
-                       (Columns.OBS, sa.get_observations(slice(0, n + 1))),
+            # RLlib's piece truncates what is not done before it reads is_truncated
+            columns = _bootstrap_columns(n, sa.is_terminated, sa.is_truncated or not sa.is_done)
+            columns += [(Columns.OBS, sa.get_observations(slice(0, n + 1))),
                        (Columns.ACTIONS, _with_last_repeated(sa.get_actions(slice(0, n)))),
                        (Columns.REWARDS, np.concatenate([sa.get_rewards(slice(0, n)), np.asarray(0.0)[np.newaxis]], axis=0))]
             columns += [(key, _with_last_repeated(sa.get_extra_model_outputs(key=key, indices=slice(0, n))))
