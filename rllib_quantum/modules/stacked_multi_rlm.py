@@ -358,10 +358,10 @@ def _stack_padded(tensors: List[torch.Tensor], rows: int) -> torch.Tensor:
 
 
 def _stacked_linear(linears: List[nn.Linear], x: torch.Tensor) -> torch.Tensor:
-    weight = torch.stack([layer.weight for layer in linears])  # (M, out, in)
     if linears[0].bias is None:
-        return torch.bmm(x, weight.transpose(1, 2))
-    return torch.baddbmm(torch.stack([layer.bias for layer in linears]).unsqueeze(1), x, weight.transpose(1, 2))
+        return torch.bmm(x, torch.stack([layer.weight for layer in linears]).transpose(1, 2))
+    weight, bias = _linear_stack(linears)
+    return torch.baddbmm(bias, x, weight)
 
 
 def stacked_apply(modules: List[nn.Module], x: torch.Tensor, same_shapes: bool = False) -> torch.Tensor:
