@@ -30,7 +30,8 @@ their ``iterations`` timed iterations in turns (one each per round, the order re
 round), so that the shared machine speeding up or slowing down over the minutes of the benchmark
 moves every run alike and the ratios compare iterations made side by side. Every timed iteration
 must have trained every module. With ``--no-gc-freeze`` the collector's scans cover every run's
-objects (they share this process), which slows the small runs more than their own objects would. Ends with ratios and a plot. (RLlib's own ``result["timers"]`` are not used:
+objects (they share this process), which slows the small runs more than their own objects would.
+Ends with ratios and a plot. (RLlib's own ``result["timers"]`` are not used:
 in Ray 2.60 they are exponential moving averages with coefficient 0.01, seeded by the first
 iteration, so they report roughly the warm-up iteration for many iterations.)
 
