@@ -19,8 +19,8 @@ Each freeze first unfreezes and collects (``gc.unfreeze(); gc.collect(); gc.free
 process that builds several algorithms one after another (a test session, a benchmark) frees the
 cyclic garbage of the earlier ones instead of keeping it frozen. Objects still alive at a freeze
 that later become cyclic garbage are freed only at the next freeze or ``gc.unfreeze()``; objects
-freed by reference counting are unaffected. Every freeze costs one full collection (about 0.2 s
-with 425k objects on the 2-core development machine).
+freed by reference counting are unaffected. Every freeze costs one full collection of the
+process's objects, once per build.
 
 YAML experiments install it unless ``gc_freeze: false``; for an RLlib config of your own:
 
