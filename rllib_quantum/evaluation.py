@@ -134,9 +134,21 @@ class EvaluationSetup:
 
 
 def evaluate_modules(
-    experiment, modules: Mapping, episodes: int = 20, greedy: bool = True, seeds=None, frames: Optional[list] = None
+    experiment,
+    modules: Mapping,
+    episodes: int = 20,
+    greedy: bool = True,
+    seeds=None,
+    frames: Optional[list] = None,
+    envs_at_once: int = 32,
 ) -> EvaluationReport:
     """Plays ``episodes`` fresh episodes of ``experiment``'s env with ``modules``.
+
+    Up to ``envs_at_once`` episodes run side by side, each in its own env and on its own seed, and
+    each module acts for all of them in one forward pass per step (one episode after another
+    when ``frames`` is given). Greedy returns do not depend on ``envs_at_once``; sampled actions
+    come from torch's generator seeded with the first env seed (the caller's generator is left as
+    it was), so a call repeats exactly, and its draws depend on which episodes share a step.
 
     Args:
         experiment: an :class:`~rllib_quantum.config.Experiment` or :class:`EvaluationSetup`.
@@ -145,6 +157,7 @@ def evaluate_modules(
         greedy: deterministic actions (argmax) if true, else sampled from the action distribution.
         seeds: env seeds, one per episode; default :func:`eval_seeds` for the experiment's seed.
         frames: if a list, every step's RGB frame is appended to it (see :mod:`rllib_quantum.video`).
+        envs_at_once: episodes played side by side (>= 1).
     """
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
@@ -152,56 +165,83 @@ def evaluate_modules(
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(envs_at_once, bool) or not isinstance(envs_at_once, int) or envs_at_once < 1:
+        raise ValueError(f"envs_at_once must be an int >= 1, got {envs_at_once!r}")
     setup = EvaluationSetup.of(experiment)
     seeds = list(seeds) if seeds is not None else eval_seeds(episodes, setup.seed)
-    if setup.env in ENV_CREATORS:
-        env = ENV_CREATORS[setup.env](setup.env_config)
-    else:  # any env registered with Tune in this process
-        env = _global_registry.get(ENV_CREATOR, setup.env)(setup.env_config)
+    make_env = ENV_CREATORS.get(setup.env) or _global_registry.get(ENV_CREATOR, setup.env)  # else: registered with Tune here
     if frames is not None:
         from rllib_quantum.video import render_frame
-    mapping = setup.policy_mapping_fn
-    returns: Dict[str, List[float]] = {}
-    lengths = []
+
+        envs_at_once = 1  # the frames of one episode after another
+    envs = [make_env(setup.env_config) for _ in range(min(envs_at_once, len(seeds)))]
+    finished: Dict[int, tuple] = {}  # episode index -> (per-agent return, length)
+    playing: Dict[int, list] = {}  # env slot -> [episode index, obs, per-agent return, steps]
+    upcoming = iter(enumerate(seeds))
+
+    def start(slot: int) -> None:
+        episode = next(upcoming, None)
+        if episode is None:
+            playing.pop(slot, None)
+            return
+        obs, _ = envs[slot].reset(seed=episode[1])
+        playing[slot] = [episode[0], obs, {}, 0]
+
     try:
-        for seed in seeds:
-            obs, _ = env.reset(seed=seed)
-            totals: Dict[str, float] = {}
-            steps, done = 0, False
-            while not done:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeds[0])
+            for slot in range(len(envs)):
+                start(slot)
+            while playing:
+                slots = list(playing)
                 if frames is not None:
-                    frames.append(render_frame(env))
-                actions = _act(obs, modules, mapping, greedy, setup)
-                obs, rewards, terminateds, truncateds, _ = env.step(actions)
-                for agent, reward in rewards.items():
-                    totals[agent] = totals.get(agent, 0.0) + float(reward)
-                steps += 1
-                done = terminateds.get("__all__", False) or truncateds.get("__all__", False)
-            for agent, total in totals.items():
-                returns.setdefault(agent, []).append(total)
-            lengths.append(steps)
+                    frames.append(render_frame(envs[slots[0]]))
+                actions = _act_many([playing[slot][1] for slot in slots], modules, setup.policy_mapping_fn, greedy, setup)
+                for slot, action in zip(slots, actions):
+                    episode = playing[slot]
+                    obs, rewards, terminateds, truncateds, _ = envs[slot].step(action)
+                    for agent, reward in rewards.items():
+                        episode[2][agent] = episode[2].get(agent, 0.0) + float(reward)
+                    episode[1], episode[3] = obs, episode[3] + 1
+                    if terminateds.get("__all__", False) or truncateds.get("__all__", False):
+                        finished[episode[0]] = (episode[2], episode[3])
+                        start(slot)
     finally:
-        env.close()
-    return EvaluationReport(returns, lengths, seeds, greedy)
+        for env in envs:
+            env.close()
+    returns: Dict[str, List[float]] = {}
+    for index in range(len(seeds)):
+        for agent, total in finished[index][0].items():
+            returns.setdefault(agent, []).append(total)
+    return EvaluationReport(returns, [finished[i][1] for i in range(len(seeds))], seeds, greedy)
+
+
+def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool, setup: EvaluationSetup) -> Dict[str, np.ndarray]:
+    """Every agent's action for one env's observations (see :func:`_act_many`)."""
+    return _act_many([obs], modules, mapping, greedy, setup)[0]
 
 
 @torch.no_grad()
-def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool, setup: EvaluationSetup) -> Dict[str, np.ndarray]:
+def _act_many(observations: List[Mapping[str, np.ndarray]], modules: Mapping, mapping, greedy: bool, setup: EvaluationSetup) -> List[Dict[str, np.ndarray]]:
+    """Every agent's action in each of several envs (their observation dicts): one forward pass
+    per module over all the envs' agents it acts for."""
     from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
-    by_module: Dict[str, List[str]] = {}
-    for agent in obs:
-        by_module.setdefault(mapping(agent, None), []).append(agent)
-    actions = {}
-    for module_id, agents in by_module.items():
+    by_module: Dict[str, List[tuple]] = {}
+    for index, obs in enumerate(observations):
+        for agent in obs:
+            by_module.setdefault(mapping(agent, None), []).append((index, agent))
+    actions: List[Dict[str, np.ndarray]] = [{} for _ in observations]
+    for module_id, rows in by_module.items():
         module = modules[module_id]
-        if isinstance(obs[agents[0]], Mapping):  # Dict observations (e.g. with an action mask), batched per key
+        values = [observations[index][agent] for index, agent in rows]
+        if isinstance(values[0], Mapping):  # Dict observations (e.g. with an action mask), batched per key
             from ray.rllib.utils.spaces.space_utils import batch as batch_of
             from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
-            batch = convert_to_torch_tensor(batch_of([obs[a] for a in agents]))
+            batch = convert_to_torch_tensor(batch_of(values))
         else:
-            batch = torch.as_tensor(np.stack([obs[a] for a in agents]), dtype=torch.float32)
+            batch = torch.as_tensor(np.stack(values), dtype=torch.float32)
         logits = module.forward_inference({Columns.OBS: batch})[Columns.ACTION_DIST_INPUTS]
         dist = module.get_inference_action_dist_cls().from_logits(logits)
         chosen = (dist.to_deterministic() if greedy else dist).sample().numpy()
@@ -211,5 +251,6 @@ def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool,
                 chosen = unsquash_action(chosen, space)
             elif setup.clip_actions:
                 chosen = clip_action(chosen, space)
-        actions.update(zip(agents, chosen))
+        for (index, agent), action in zip(rows, chosen):
+            actions[index][agent] = action
     return actions

@@ -96,3 +96,27 @@ def test_box_actions_reach_the_env_as_rllibs_env_runners_send_them(normalize, cl
     expected = {True: [0.0, 0.25, 0.5, 0.75, 1.0], False: [0.0, 0.0, 0.0, 0.5, 1.0]}[normalize] if (normalize or clip) else means.tolist()
     for action in actions.values():
         np.testing.assert_allclose(action, expected, atol=1e-6)
+
+
+def test_episodes_played_side_by_side_equal_one_after_another():
+    """Greedy returns and lengths do not depend on how many episodes share a forward pass: six
+    episodes over four envs (two envs start a second episode) against one env at a time, in seed order."""
+    exp = load_experiment(CONFIG, {"env_config.max_cycles": 300, "seed": 7})
+    modules = exp.build_modules()
+    alone = evaluate_modules(exp, modules, episodes=6, envs_at_once=1)
+    together = evaluate_modules(exp, modules, episodes=6, envs_at_once=4)
+    assert together.seeds == alone.seeds == eval_seeds(6, 7)
+    assert together.lengths == alone.lengths and together.returns == alone.returns
+    assert len(set(alone.lengths)) > 1  # episodes of different lengths: slots free up at different steps
+    with pytest.raises(ValueError, match="envs_at_once must be an int >= 1, got 0"):
+        evaluate_modules(exp, modules, episodes=2, envs_at_once=0)
+
+
+def test_sampled_evaluation_repeats_and_leaves_the_callers_generator_alone():
+    exp = load_experiment(CONFIG, {"env_config.max_cycles": 200})
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = evaluate_modules(exp, _modules(UniformModule), episodes=4, greedy=False)
+    assert torch.equal(torch.rand(1), expected_next)  # the caller's draws are as if nothing ran
+    assert evaluate_modules(exp, _modules(UniformModule), episodes=4, greedy=False).returns == first.returns
