@@ -105,6 +105,30 @@ def _spaces_from_env(config) -> Dict[str, Tuple[Any, Any]]:
             pass
 
 
+def _check_mapping_signature(config) -> None:
+    """RLlib's new API stack calls ``policy_mapping_fn(agent_id, episode)`` (keywords only if the
+    function takes them); an old-stack signature with more required parameters, such as
+    ``(agent_id, episode, worker, **kwargs)``, would raise a ``TypeError`` inside every env runner."""
+    import inspect
+
+    fn = config.policy_mapping_fn
+    if not config.is_multi_agent or not callable(fn):
+        return
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to read
+        return
+    try:
+        signature.bind("agent_id", "episode")
+    except TypeError as err:
+        raise ConfigError(
+            "policy_mapping_fn",
+            f"RLlib's new API stack calls it as fn(agent_id, episode) (no worker); {fn.__qualname__}"
+            f"{signature} cannot take that ({err}): give its other parameters defaults (e.g. worker=None) "
+            f"or collect them with *args / **kwargs",
+        ) from None
+
+
 def _check_against_env(specs: Dict[str, RLModuleSpec], wanted: List[str], config, model_config: dict) -> None:
     """Quantum modules whose spaces the config leaves to RLlib are built here once on the env's
     spaces (and run one forward pass): a model_config that does not fit them (too few qubits for
@@ -153,7 +177,9 @@ def with_quantum_policies(
             lists the known ones), ``model_config.<key>`` (a bad keyword, e.g.
             ``model_config.circuit.n_qubits``), ``model_config['<module id>'].<key>`` (a keyword
             that does not fit that module's spaces, e.g. ``model_config['paddle_0'].readout``) or
-            ``modules['<module id>'].action_space`` (a space no quantum module takes). Spaces the
+            ``modules['<module id>'].action_space`` (a space no quantum module takes) or
+            ``policy_mapping_fn`` (a signature RLlib's new API stack cannot call with
+            ``(agent_id, episode)``, e.g. the old stack's required ``worker``). Spaces the
             config leaves to RLlib are read from one env built here (as RLlib's env runners will
             build it), so these errors come before any Ray worker starts; an env that cannot be
             built in this process leaves the check to the algorithm's build.
@@ -186,6 +212,7 @@ def with_quantum_policies(
         raise ConfigError("stack", f"must be True or False, got {stack!r}")
     validate_model_config(model_config, prefix="model_config")  # the space-free checks once, keyed model_config.<key>
 
+    _check_mapping_signature(config)
     new = config.copy(copy_frozen=False)
     if new._learner_class is None:  # PPO's own torch learner: add per-group lrs and circuit diagnostics
         from rllib_quantum.learners import QuantumPPOTorchLearner

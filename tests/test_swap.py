@@ -343,3 +343,19 @@ def test_swap_errors_that_depend_on_a_module_name_it():
     with pytest.raises(ConfigError, match=r"^modules\['paddle_1'\]\.action_space: must be Discrete, \(1-D\) MultiDiscrete or a 1-D Box") as info:
         with_quantum_policies(config, modules=["paddle_1"])
     assert info.value.key == "modules['paddle_1'].action_space"
+
+
+def test_an_old_stack_mapping_signature_fails_in_the_swap_naming_policy_mapping_fn():
+    """The old API stack's ``(agent_id, episode, worker, **kwargs)`` makes every env runner of the
+    new stack raise a TypeError (RLlib passes no worker); the swap says so before Ray starts.
+    Signatures the new stack can call pass: defaults, *args, **kwargs, a bare lambda."""
+    def old_style(agent_id, episode, worker, **kwargs):
+        return agent_id
+
+    with pytest.raises(ConfigError, match=r"^policy_mapping_fn: RLlib's new API stack calls it as fn\(agent_id, episode\) "
+                       r"\(no worker\); .*old_style\(agent_id, episode, worker, \*\*kwargs\).*missing a required argument: 'worker'.*worker=None") as info:
+        with_quantum_policies(policies_only_config().multi_agent(policy_mapping_fn=old_style))
+    assert info.value.key == "policy_mapping_fn"
+    for fine in (lambda agent_id, episode, worker=None, **kwargs: agent_id, lambda aid, *args, **kw: aid,
+                 lambda agent_id, episode: agent_id):
+        with_quantum_policies(policies_only_config().multi_agent(policy_mapping_fn=fine))
