@@ -2,7 +2,7 @@
 
 Each variant trains its config once per seed for the config's budget (its ``stop`` on env
 steps: 500k), then plays ``eval_episodes`` greedy episodes on
-fresh env seeds with the final policies. Seeds run as Tune trials side by side, one CPU each: the
+fresh env seeds with the final policies, and the same seeds again with sampled actions. Seeds run as Tune trials side by side, one CPU each: the
 local env runner samples all the envs per iteration that a config spreads over its remote runners
 (quantum 2 x 64, classical 2 x 16), so batches and updates are the same.
 
@@ -14,8 +14,10 @@ Variants:
   ablation that shows whether the circuit does the work)
 
 Prints per variant and seed: the training return per paddle (RLlib's smoothed mean, averaged over
-the last 10 iterations), the greedy evaluation mean +- 95 % CI and episode length, then a summary
-with how many seeds reach the goal (>= 90 per paddle on both measures). Writes one learning-curve
+the last 10 iterations), the greedy evaluation mean +- 95 % CI and episode length, the sampled
+evaluation (the policy as trained, at its final inverse temperature: where it beats the greedy
+one, argmax play has states it fails in), then a summary with how many seeds reach the goal
+(>= 90 per paddle on the training return and the greedy evaluation). Writes one learning-curve
 PNG per variant (per-seed curves, smoothed, with the random and ceiling levels) and, for several
 variants, ``learning_comparison.png`` (each variant's mean curve over its seeds, their range
 shaded). ``--curves-from`` redraws that figure from earlier runs' ``--storage`` folders, seeds of
@@ -252,13 +254,14 @@ def main() -> None:
         raise SystemExit(f"benchmarks/learning.py: error: {err}") from None
     start_ray()
     from rllib_quantum.plotting import plot_learning_curves
-    from rllib_quantum.search import GREEDY_EVAL_PREFIX
+    from rllib_quantum.search import GREEDY_EVAL_PREFIX, SAMPLED_EVAL_PREFIX
 
     frames = {}
     if args.set:
         print(f"every variant with --set {' '.join(args.set)}")
-    print("| variant | seed | env steps | training return, last 10 iterations | greedy evaluation (mean +- 95% CI) | eval episode length |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| variant | seed | env steps | training return, last 10 iterations | greedy evaluation (mean +- 95% CI) "
+          "| eval episode length | sampled evaluation, same seeds |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     summary = {}
     for name in args.variants:
         agent, per_paddle = scored[name]
@@ -267,12 +270,13 @@ def main() -> None:
         for seed, result in sorted(results.items()):
             df = result.metrics_dataframe
             train = df[AGENT_RETURN_PREFIX + agent].tail(10).mean() * per_paddle
-            evaluation = result.metrics[GREEDY_EVAL_PREFIX]
+            evaluation, sampled = result.metrics[GREEDY_EVAL_PREFIX], result.metrics[SAMPLED_EVAL_PREFIX]
             greedy, ci95 = evaluation[f"{agent}_mean"] * per_paddle, evaluation[f"{agent}_ci95"] * per_paddle
-            rows.append((train, greedy))
+            rows.append((train, greedy, sampled[f"{agent}_mean"] * per_paddle))
             print(
                 f"| {name} | {seed} | {int(df[STEPS].iloc[-1])} | {train:.1f} | "
-                f"{greedy:.1f} +- {ci95:.1f} | {evaluation['episode_len_mean']:.0f} |",
+                f"{greedy:.1f} +- {ci95:.1f} | {evaluation['episode_len_mean']:.0f} | "
+                f"{sampled[f'{agent}_mean'] * per_paddle:.1f} +- {sampled[f'{agent}_ci95'] * per_paddle:.1f} |",
                 flush=True,
             )
         summary[name] = rows
@@ -282,13 +286,13 @@ def main() -> None:
             ROOT / args.plots / f"learning_{name}.png", title=f"{name}: training return per paddle", smooth=10, levels=levels,
         )
         print(f"curves: {plot.relative_to(ROOT) if plot.is_relative_to(ROOT) else plot}")
-    print(f"\n| variant | seeds | mean training return | mean greedy evaluation | seeds >= {GOAL:g} on both |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"\n| variant | seeds | mean training return | mean greedy evaluation | seeds >= {GOAL:g} on both | mean sampled evaluation |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, rows in summary.items():
-        reached = sum(1 for train, evaluation in rows if train >= GOAL and evaluation >= GOAL)
+        reached = sum(1 for train, evaluation, _ in rows if train >= GOAL and evaluation >= GOAL)
         print(
             f"| {name} | {len(rows)} | {statistics.fmean(r[0] for r in rows):.1f} | "
-            f"{statistics.fmean(r[1] for r in rows):.1f} | {reached} of {len(rows)} |"
+            f"{statistics.fmean(r[1] for r in rows):.1f} | {reached} of {len(rows)} | {statistics.fmean(r[2] for r in rows):.1f} |"
         )
     if len(frames) > 1:
         print(f"curves of all variants: {plot_comparison(per_paddle_frames(frames), levels, comparison)}")

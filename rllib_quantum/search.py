@@ -9,7 +9,7 @@ A search file names a base experiment, the dotted keys to search and how, and a 
     max_iterations: 20
     overrides: {ppo.train_batch_size_per_learner: 500}       # fixed for every trial
     scheduler: {type: asha, grace_period: 5, reduction_factor: 2}
-    evaluation_episodes: 20                                  # greedy episodes on fresh seeds after the last iteration
+    evaluation_episodes: 20                                  # greedy (and sampled) episodes on fresh seeds after the last iteration
     search_space:
       ppo.lr: {loguniform: [0.0003, 0.01]}
       model_config.circuit.n_layers: {choice: [1, 2, 3, 4]}
@@ -38,8 +38,10 @@ SEARCH_KEYS = (
     "base", "metric", "mode", "num_samples", "max_iterations", "overrides", "scheduler", "search_space", "name",
     "evaluation_episodes",
 )
-# Result keys of the greedy evaluation that ends each trial (``evaluation_episodes`` > 0).
+# Result keys of the evaluations that end each trial (``evaluation_episodes`` > 0): the final
+# policies played with greedy actions, and on the same env seeds with sampled actions.
 GREEDY_EVAL_PREFIX = "greedy_evaluation"
+SAMPLED_EVAL_PREFIX = "sampled_evaluation"
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
 SCHEDULERS = ("fifo", "asha")
 # Options each scheduler type takes from the file (time_attr, max_t, metric and mode are set by the
@@ -97,6 +99,7 @@ class Search:
             import ray.tune.trainable.trainable as trainable_module
 
             from rllib_quantum.envs import register_envs
+            from rllib_quantum.evaluation import learner_modules
 
             register_envs()
             exp = build_experiment(base, {**overrides, **sampled})
@@ -110,7 +113,9 @@ class Search:
                     result.pop("config", None)
                     _ensure_metric(result, metric)
                     if episodes and iteration == max_iterations:
-                        result[GREEDY_EVAL_PREFIX] = greedy_evaluation(exp, algo, episodes)
+                        modules = learner_modules(exp, algo)
+                        result[GREEDY_EVAL_PREFIX] = final_evaluation(exp, modules, episodes, greedy=True)
+                        result[SAMPLED_EVAL_PREFIX] = final_evaluation(exp, modules, episodes, greedy=False)
                     tune.report(result)
             finally:
                 algo.stop()
@@ -149,12 +154,12 @@ def _ensure_metric(result: dict, metric: str) -> None:
     node.setdefault(last, float("nan"))
 
 
-def greedy_evaluation(exp, algo, episodes: int) -> Dict[str, float]:
-    """Greedy evaluation of the learner's current modules on fresh env seeds (see
+def final_evaluation(exp, modules, episodes: int, greedy: bool) -> Dict[str, float]:
+    """``modules`` played on ``episodes`` fresh env seeds with greedy or sampled actions (see
     :mod:`rllib_quantum.evaluation`): ``{"<agent>_mean": ..., "<agent>_ci95": ..., "episode_len_mean": ...}``."""
-    from rllib_quantum.evaluation import evaluate_modules, learner_modules
+    from rllib_quantum.evaluation import evaluate_modules
 
-    report = evaluate_modules(exp, learner_modules(exp, algo), episodes=episodes, greedy=True)
+    report = evaluate_modules(exp, modules, episodes=episodes, greedy=greedy)
     out = {"episode_len_mean": sum(report.lengths) / len(report.lengths)}
     for agent in report.returns:
         out[f"{agent}_mean"], out[f"{agent}_ci95"] = report.mean(agent), report.ci95(agent)

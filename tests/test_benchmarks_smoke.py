@@ -49,7 +49,7 @@ def test_learning_smoke(sandbox):
     # (the config's 2 runners' envs, sampled by the one local runner); with the config's 2 x 64
     # envs one step each would already give 128.
     # (one iteration finishes no training episode: its training return is nan; one eval episode: no CI)
-    [row] = re.findall(r"^\| quantum \| 0 \| (\d+) \| (nan|[-0-9.]+) \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \| \d+ \|$", out, re.M)
+    [row] = re.findall(r"^\| quantum \| 0 \| (\d+) \| (nan|[-0-9.]+) \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \| \d+ \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \|$", out, re.M)
     assert int(row[0]) == 100, row
     assert (sandbox / "plots" / "learning_quantum.png").stat().st_size > 0
     assert f"curves: {sandbox / 'plots' / 'learning_quantum.png'}" in out
@@ -77,10 +77,10 @@ def test_learning_smoke_joint_strategy_reports_per_paddle_returns(sandbox):
         "env_config.max_cycles=20",
         "--storage", str(sandbox / "runs"), "--plots", str(sandbox / "plots"),
     ], sandbox, timeout=240)
-    [row] = re.findall(r"^\| quantum \| 0 \| (\d+) \| ([-0-9.]+) \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \| \d+ \|$", out, re.M)
+    [row] = re.findall(r"^\| quantum \| 0 \| (\d+) \| ([-0-9.]+) \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \| \d+ \| ([-0-9.]+) \+- (?:nan|[0-9.]+) \|$", out, re.M)
     # The ball needs more than 20 steps to reach a paddle from the centre, so every episode ends at
-    # max_cycles with 100 per paddle: the joint agent's own return is 200, halved here.
-    assert float(row[1]) == 100.0 and float(row[2]) == 100.0, row
+    # max_cycles with 100 per paddle: the joint agent's own return is 200, halved here (greedy and sampled).
+    assert float(row[1]) == 100.0 and float(row[2]) == 100.0 and float(row[3]) == 100.0, row
     assert (sandbox / "plots" / "learning_quantum.png").stat().st_size > 0
 
 
