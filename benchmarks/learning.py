@@ -12,6 +12,9 @@ Variants:
 - ``quantum-frozen``: the quantum config with ``model_config.circuit.trainable_weights: false``:
   circuit weights frozen at their random initialisation; scalings and critic still train (the
   ablation that shows whether the circuit does the work)
+- ``quantum-shared``, ``quantum-averaged``, ``quantum-joint``: the other strategies' quantum
+  configs (configs/quantum_{shared,averaged,joint}_pong_features.yaml): one policy for both
+  paddles, circuits averaged every iteration, one centralised policy (its return halved per paddle)
 
 Prints per variant and seed: the training return per paddle (RLlib's smoothed mean, averaged over
 the last 10 iterations), the greedy evaluation mean +- 95 % CI and episode length, the sampled
@@ -59,6 +62,9 @@ VARIANTS = {
     "quantum": ("quantum_independent_pong_features", {}),
     "classical": ("classical_independent_pong_features", {}),
     "quantum-frozen": ("quantum_independent_pong_features", {"model_config.circuit.trainable_weights": False}),
+    "quantum-shared": ("quantum_shared_pong_features", {}),
+    "quantum-averaged": ("quantum_averaged_pong_features", {}),
+    "quantum-joint": ("quantum_joint_pong_features", {}),
 }
 
 

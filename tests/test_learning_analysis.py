@@ -46,3 +46,16 @@ def test_early_and_final_table():
     assert table[3] == "| down | 3 | - | -1.00 |"
     expected = spearmanr([10, 20, 30] * 2, [50, 60, 70, 90, 80, 40]).statistic
     assert table[4] == f"| all | 6 | - | {expected:.2f} |"
+
+
+@pytest.mark.parametrize("variant", sorted(learning.VARIANTS))
+def test_every_variant_builds_its_experiment_and_names_the_agent_it_scores(variant):
+    """Each ``--variants`` name is a config that builds (no Ray) and is scored per paddle: the joint
+    strategy's one agent halved, every other config's ``paddle_0``."""
+    from rllib_quantum.config import build_experiment
+
+    args = learning.Args(variants=(variant,))
+    exp = build_experiment(*learning.variant_config(variant, args))
+    expected = ("joint", 0.5) if exp.plan.strategy == "joint" else ("paddle_0", 1.0)
+    assert learning.scored_agent(exp) == expected
+    assert (exp.plan.strategy == "joint") == (variant == "quantum-joint")
