@@ -146,9 +146,11 @@ def evaluate_modules(
 
     Up to ``envs_at_once`` episodes run side by side, each in its own env and on its own seed, and
     each module acts for all of them in one forward pass per step (one episode after another
-    when ``frames`` is given). Greedy returns do not depend on ``envs_at_once``; sampled actions
-    come from torch's generator seeded with the first env seed (the caller's generator is left as
-    it was), so a call repeats exactly, and its draws depend on which episodes share a step.
+    when ``frames`` is given). Greedy play is that of one episode at a time (a row's logits in a
+    batch can differ from a lone forward pass only by float rounding; ``tests/test_evaluation.py``
+    compares the two); sampled actions come from torch's generator seeded with the first env seed
+    (the caller's generator is left as it was), so a call repeats exactly, and its draws depend on
+    which episodes share a step.
 
     Args:
         experiment: an :class:`~rllib_quantum.config.Experiment` or :class:`EvaluationSetup`.
