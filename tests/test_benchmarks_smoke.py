@@ -2,7 +2,8 @@
 measure and print): ``benchmarks/agent_scaling.py`` at N=2, one iteration, tiny batch;
 ``benchmarks/learner_batching.py`` at N=2, one round; ``benchmarks/learning.py`` for one seed, one
 tiny iteration, with ``--set`` overrides (and its budget follows an overridden batch size);
-``benchmarks/warm_start.py`` for one seed, a barely cloned policy and one iteration.
+``benchmarks/warm_start.py`` for one seed, a barely cloned policy and one iteration;
+``benchmarks/last_iterates.py`` on two checkpoints of a tiny run.
 
 Each runs as a subprocess (it starts its own Ray) with HOME, TMPDIR and RAY_TMPDIR in a fresh temp
 folder; afterwards nothing may exist under the temp HOME's ``ray_results``.
@@ -186,3 +187,22 @@ def test_throughput_variants_load_and_before_is_the_old_optimizer(config):
         assert natural["shipped"] == {"kl": 0.0001}
     else:
         assert "shipped, but Adam for the actor" not in variants
+
+
+def test_last_iterates_smoke(build_algo, sandbox):
+    """Two checkpoints of a tiny run: each played greedy and sampled, then their averaged weights."""
+    from _tiny import tiny
+
+    from rllib_quantum.config import load_experiment
+
+    exp = load_experiment("configs/quantum_independent_pong_features.yaml", tiny("quantum"))
+    algo = build_algo(exp.algo_config)
+    trial = sandbox / "trial"
+    for i in range(2):
+        algo.train()
+        algo.save(str(trial / f"checkpoint_{i:06d}"))
+    out = run_script("benchmarks/last_iterates.py", ["--trial", str(trial), "--last", "2", "--episodes", "2", "--averages", "2"],
+                     sandbox, timeout=120)
+    score = r"paddle_0 [-0-9.]+ \+- [0-9.]+, paddle_1 [-0-9.]+ \+- [0-9.]+"
+    for name in ("checkpoint_000000", "checkpoint_000001", "weights averaged over the last 2"):
+        assert re.search(rf"^{name}: greedy {score} \| sampled {score}$", out, re.M), out[-3000:]
