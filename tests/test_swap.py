@@ -359,3 +359,46 @@ def test_an_old_stack_mapping_signature_fails_in_the_swap_naming_policy_mapping_
     for fine in (lambda agent_id, episode, worker=None, **kwargs: agent_id, lambda aid, *args, **kw: aid,
                  lambda agent_id, episode: agent_id):
         with_quantum_policies(policies_only_config().multi_agent(policy_mapping_fn=fine))
+
+
+def test_swap_on_a_pettingzoo_classic_game_with_legacy_policy_tuples(build_algo):
+    """PettingZoo's connect four through RLlib's AEC wrapper (`PettingZooEnv`: turn-based, a Dict
+    observation with an action mask, a 6x7x2 int8 board), `policies` written the old way as
+    `(policy_class, obs_space, act_space, config)` tuples: each player's module reads the board
+    as an image and never plays a full column (the env below raises on such a move)."""
+    from pettingzoo.classic import connect_four_v3
+    from ray.rllib.env.wrappers.pettingzoo_env import PettingZooEnv
+    from ray.tune.registry import register_env
+
+    class MaskCheckedEnv(PettingZooEnv):
+        def reset(self, *args, **kwargs):
+            obs, info = super().reset(*args, **kwargs)
+            self.last_obs = dict(obs)
+            return obs, info
+
+        def step(self, action):
+            for agent, move in action.items():
+                if not self.last_obs[agent]["action_mask"][move]:
+                    raise AssertionError(f"{agent} played the full column {move}")
+            obs, *rest = super().step(action)
+            self.last_obs.update(obs)
+            return (obs, *rest)
+
+    register_env("rq_test_connect_four", lambda cfg: MaskCheckedEnv(connect_four_v3.env()))
+    probe = PettingZooEnv(connect_four_v3.env())
+    obs_space, act_space = probe.observation_space["player_0"], probe.action_space["player_0"]
+    config = (
+        PPOConfig()
+        .environment("rq_test_connect_four")
+        .env_runners(num_env_runners=0)
+        .multi_agent(policies={p: (None, obs_space, act_space, {}) for p in ("player_0", "player_1")},
+                     policy_mapping_fn=lambda agent_id, episode, **kw: agent_id)
+        .training(train_batch_size_per_learner=400, minibatch_size=200, num_epochs=1)
+    )
+    algo = build_algo(with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1}))
+    result = algo.train()  # 400 moves, several full columns among them: each one refused by the mask
+    for mid in ("player_0", "player_1"):
+        module = algo.get_module(mid)
+        assert isinstance(module, QuantumPPORLModule) and module.mask_keys == ("observation",)
+        assert result["learners"][mid]["num_module_steps_trained"] > 0
+    assert result["env_runners"]["num_episodes"] > 5
