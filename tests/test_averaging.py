@@ -35,6 +35,34 @@ def _runner_states(algo):
     )
 
 
+def _assert_runners_act_as_the_learner(algo):
+    """Every env runner's module (the stacked one reuses cached parameter stacks between calls)
+    gives the logits of the learner's modules, each run on its own, on the same observations: no
+    runner samples with stale weights."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    obs = torch.linspace(-1, 1, 30).reshape(6, 5)
+
+    def logits(module):
+        with torch.no_grad():
+            out = module.forward_exploration({m: {Columns.OBS: obs} for m in MIDS})
+        return {m: out[m][Columns.ACTION_DIST_INPUTS].numpy() for m in MIDS}
+
+    def one_by_one(learner):  # each module on its own: no stacked path
+        with torch.no_grad():
+            return {m: learner.module[m].unwrapped().forward_exploration({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS].numpy()
+                    for m in MIDS}
+
+    learner = [r.get() for r in algo.learner_group.foreach_learner(one_by_one)][0]
+    runners = [r for r in algo.env_runner_group.foreach_env_runner(
+        lambda r: None if r.module is None else logits(r.module), local_env_runner=True) if r is not None]
+    assert runners
+    for runner in runners:
+        for mid in MIDS:
+            np.testing.assert_allclose(runner[mid], learner[mid], rtol=0, atol=1e-5, err_msg=mid)
+
+
 def _callback(algo):
     return next(cb for cb in np.atleast_1d(algo.callbacks) if isinstance(cb, ParameterAveragingCallback))
 
@@ -86,6 +114,7 @@ def test_round_syncs_learners_and_every_env_runner(build_algo, runners, learners
     info = algo.train()["parameter_averaging"]
     assert info["averaged"] == 1.0 and info["rounds"] == 1 and info["divergence"] > 0
     _assert_synced(algo, runners)
+    _assert_runners_act_as_the_learner(algo)
 
     if optimizer == "reset":  # Adam state of the averaged params dropped, the critic's kept
         def _opt_state(learner):
@@ -103,6 +132,7 @@ def test_round_syncs_learners_and_every_env_runner(build_algo, runners, learners
     mean = {k: np.full_like(before[0]["paddle_0"][k], 0.25) for k in CIRCUIT}
     _callback(algo).average(algo, mean)
     _assert_synced(algo, runners)
+    _assert_runners_act_as_the_learner(algo)
     after = _learner_states(algo) + [r for r in _runner_states(algo) if r is not None]
     assert len(after) == len(before)
     for old, new in zip(before, after):
