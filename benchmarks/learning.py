@@ -1,9 +1,9 @@
 """Learning on cooperative pong features over several seeds: quantum vs classical vs frozen circuit.
 
 Each variant trains its config once per seed for the config's budget (its ``stop`` on env
-steps: 500k), then plays ``eval_episodes`` greedy episodes on
-fresh env seeds with the final policies, and the same seeds again with sampled actions. Seeds run as Tune trials side by side, one CPU each: the
-local env runner samples all the envs per iteration that a config spreads over its remote runners
+steps: 500k), then plays ``eval_episodes`` greedy episodes on fresh env seeds with the final
+policies, and the same seeds again with sampled actions. Seeds run as Tune trials side by side,
+one CPU each: the local env runner samples all the envs per iteration that a config spreads over its remote runners
 (quantum 2 x 64, classical 2 x 16), so batches and updates are the same.
 
 Variants:

@@ -106,9 +106,9 @@ def _spaces_from_env(config) -> Dict[str, Tuple[Any, Any]]:
 
 
 def _check_mapping_signature(config) -> None:
-    """RLlib's new API stack calls ``policy_mapping_fn(agent_id, episode)`` (keywords only if the
-    function takes them); an old-stack signature with more required parameters, such as
-    ``(agent_id, episode, worker, **kwargs)``, would raise a ``TypeError`` inside every env runner."""
+    """RLlib's new API stack calls ``policy_mapping_fn(agent_id, episode)``; an old-stack signature
+    with more required parameters, such as ``(agent_id, episode, worker, **kwargs)``, would raise a
+    ``TypeError`` inside every env runner."""
     import inspect
 
     fn = config.policy_mapping_fn
@@ -123,7 +123,7 @@ def _check_mapping_signature(config) -> None:
     except TypeError as err:
         raise ConfigError(
             "policy_mapping_fn",
-            f"RLlib's new API stack calls it as fn(agent_id, episode) (no worker); {fn.__qualname__}"
+            f"RLlib's new API stack calls it as fn(agent_id, episode); {getattr(fn, '__qualname__', type(fn).__name__)}"
             f"{signature} cannot take that ({err}): give its other parameters defaults (e.g. worker=None) "
             f"or collect them with *args / **kwargs",
         ) from None

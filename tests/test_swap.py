@@ -1,5 +1,6 @@
 """with_quantum_policies on configs written RLlib-style (not by this package)."""
 
+import functools
 import pickle
 
 import gymnasium as gym
@@ -352,10 +353,12 @@ def test_an_old_stack_mapping_signature_fails_in_the_swap_naming_policy_mapping_
     def old_style(agent_id, episode, worker, **kwargs):
         return agent_id
 
-    with pytest.raises(ConfigError, match=r"^policy_mapping_fn: RLlib's new API stack calls it as fn\(agent_id, episode\) "
-                       r"\(no worker\); .*old_style\(agent_id, episode, worker, \*\*kwargs\).*missing a required argument: 'worker'.*worker=None") as info:
+    with pytest.raises(ConfigError, match=r"^policy_mapping_fn: RLlib's new API stack calls it as fn\(agent_id, episode\); "
+                       r".*old_style\(agent_id, episode, worker, \*\*kwargs\).*missing a required argument: 'worker'.*worker=None") as info:
         with_quantum_policies(policies_only_config().multi_agent(policy_mapping_fn=old_style))
     assert info.value.key == "policy_mapping_fn"
+    with pytest.raises(ConfigError, match=r"^policy_mapping_fn: .*partial\(agent_id, episode, worker, \*\*kwargs\)"):  # no __qualname__
+        with_quantum_policies(policies_only_config().multi_agent(policy_mapping_fn=functools.partial(old_style)))
     for fine in (lambda agent_id, episode, worker=None, **kwargs: agent_id, lambda aid, *args, **kw: aid,
                  lambda agent_id, episode: agent_id):
         with_quantum_policies(policies_only_config().multi_agent(policy_mapping_fn=fine))
