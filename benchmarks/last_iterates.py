@@ -3,8 +3,8 @@
 A trial trained with ``--set checkpoint.frequency=1`` keeps a checkpoint after every iteration.
 This plays each of its last ``last`` checkpoints on ``episodes`` evaluation episodes (the env
 seeds ``rllib-quantum evaluate`` uses, the same for every checkpoint), once with greedy and once
-with sampled actions, then the same for the modules whose floating-point weights (and buffers) are
-the mean over the last 3, 5, ... of those checkpoints. Asks whether a greedy miss beside a high
+with sampled actions, then the same for the modules whose weights (and buffers) are the mean over
+the last 3, 5, ... of those checkpoints. Asks whether a greedy miss beside a high
 training return is a bad draw of the final iterate (greedy play would then vary from iterate to
 iterate, and averaging iterates would help) or the policy's own (greedy below sampled on every
 iterate). Prints one line per checkpoint and per average: per-agent means with 95 % CIs.
@@ -32,15 +32,15 @@ class Args:
 
 
 def averaged(modules: list):
-    """A copy of the last ``MultiRLModule`` with every floating-point state entry replaced by its
-    mean over ``modules`` (integer entries are the last one's)."""
+    """A copy of the last ``MultiRLModule`` with every state entry replaced by its uniform mean over
+    ``modules``, computed as ``ParameterAveragingCallback`` averages (``weighted_mean``)."""
+    from rllib_quantum.callbacks.selection import weighted_mean
+
     out = copy.deepcopy(modules[-1])
     for module_id in out.keys():
-        states = [m[module_id].state_dict() for m in modules]
-        out[module_id].load_state_dict({
-            name: torch.stack([s[name] for s in states]).mean(0) if value.is_floating_point() else value
-            for name, value in states[-1].items()
-        })
+        states = {i: {k: v.numpy() for k, v in m[module_id].state_dict().items()} for i, m in enumerate(modules)}
+        mean = weighted_mean(states, {i: 1.0 for i in states})
+        out[module_id].load_state_dict({k: torch.as_tensor(v) for k, v in mean.items()})
     return out
 
 
