@@ -177,17 +177,17 @@ def evaluate_modules(
 
         envs_at_once = 1  # the frames of one episode after another
     envs = [make_env(setup.env_config) for _ in range(min(envs_at_once, len(seeds)))]
-    finished: Dict[int, tuple] = {}  # episode index -> (per-agent return, length)
-    playing: Dict[int, list] = {}  # env slot -> [episode index, obs, per-agent return, steps]
+    finished: Dict[int, _Episode] = {}  # by index into seeds
+    playing: Dict[int, _Episode] = {}  # by env slot
     upcoming = iter(enumerate(seeds))
 
     def start(slot: int) -> None:
-        episode = next(upcoming, None)
-        if episode is None:
+        index, seed = next(upcoming, (None, None))
+        if index is None:
             playing.pop(slot, None)
             return
-        obs, _ = envs[slot].reset(seed=episode[1])
-        playing[slot] = [episode[0], obs, {}, 0]
+        obs, _ = envs[slot].reset(seed=seed)
+        playing[slot] = _Episode(index, obs)
 
     try:
         with torch.random.fork_rng(devices=[]):
@@ -198,24 +198,36 @@ def evaluate_modules(
                 slots = list(playing)
                 if frames is not None:
                     frames.append(render_frame(envs[slots[0]]))
-                actions = _act_many([playing[slot][1] for slot in slots], modules, setup.policy_mapping_fn, greedy, setup)
+                actions = _act_many([playing[slot].obs for slot in slots], modules, setup.policy_mapping_fn, greedy, setup)
                 for slot, action in zip(slots, actions):
                     episode = playing[slot]
-                    obs, rewards, terminateds, truncateds, _ = envs[slot].step(action)
+                    episode.obs, rewards, terminateds, truncateds, _ = envs[slot].step(action)
                     for agent, reward in rewards.items():
-                        episode[2][agent] = episode[2].get(agent, 0.0) + float(reward)
-                    episode[1], episode[3] = obs, episode[3] + 1
+                        episode.returns[agent] = episode.returns.get(agent, 0.0) + float(reward)
+                    episode.length += 1
                     if terminateds.get("__all__", False) or truncateds.get("__all__", False):
-                        finished[episode[0]] = (episode[2], episode[3])
+                        finished[episode.index] = episode
                         start(slot)
     finally:
         for env in envs:
             env.close()
+    in_order = [finished[i] for i in range(len(seeds))]
     returns: Dict[str, List[float]] = {}
-    for index in range(len(seeds)):
-        for agent, total in finished[index][0].items():
+    for episode in in_order:
+        for agent, total in episode.returns.items():
             returns.setdefault(agent, []).append(total)
-    return EvaluationReport(returns, [finished[i][1] for i in range(len(seeds))], seeds, greedy)
+    return EvaluationReport(returns, [episode.length for episode in in_order], seeds, greedy)
+
+
+@dataclasses.dataclass
+class _Episode:
+    """One evaluation episode in play: its index into the seeds, the last observations, each
+    agent's return so far and its steps so far."""
+
+    index: int
+    obs: Any
+    returns: Dict[str, float] = dataclasses.field(default_factory=dict)
+    length: int = 0
 
 
 def _act(obs: Mapping[str, np.ndarray], modules: Mapping, mapping, greedy: bool, setup: EvaluationSetup) -> Dict[str, np.ndarray]:
