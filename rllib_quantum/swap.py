@@ -88,6 +88,8 @@ def _spaces_from_env(config) -> Dict[str, Tuple[Any, Any]]:
     except Exception:
         return {}
     try:
+        if config._env_to_module_connector is not None:  # the user's pieces may reshape observations
+            return _spaces_after_connectors(config, env)
         if not config.is_multi_agent:
             return {DEFAULT_MODULE_ID: (env.observation_space, env.action_space)}
         policies, _ = config.get_multi_agent_setup(env=env)
@@ -103,6 +105,28 @@ def _spaces_from_env(config) -> Dict[str, Tuple[Any, Any]]:
             env.close()
         except Exception:
             pass
+
+
+def _spaces_after_connectors(config, env) -> Dict[str, Tuple[Any, Any]]:
+    """The modules' spaces as an env runner gives them when ``config`` has an
+    ``env_to_module_connector`` of the user's (``PrevActionsPrevRewards``, ``FlattenObservations``,
+    frame stacking, ...): the output spaces of the env-to-module pipeline built on ``env``'s spaces
+    (``MultiAgentEnvRunner.get_spaces`` / ``SingleAgentEnvRunner.get_spaces`` in RLlib 2.60), not
+    the env's own. The connector factory is called with ``env=None`` and the env's spaces, as its
+    signature allows; one that needs the (vectorised) env raises, and the caller skips the check."""
+    from gymnasium import spaces as gym_spaces
+    from ray.rllib.env import INPUT_ENV_SINGLE_SPACES
+
+    if config.is_multi_agent:
+        agents = list(env.possible_agents)
+        obs = gym_spaces.Dict({aid: env.get_observation_space(aid) for aid in agents})
+        act = gym_spaces.Dict({aid: env.get_action_space(aid) for aid in agents})
+    else:
+        obs, act = env.observation_space, env.action_space
+    pipeline = config.build_env_to_module_connector(env=None, spaces={INPUT_ENV_SINGLE_SPACES: (obs, act)})
+    if not config.is_multi_agent:
+        return {DEFAULT_MODULE_ID: (pipeline.observation_space, act)}
+    return {str(mid): (space, pipeline.action_space[mid]) for mid, space in pipeline.observation_space.spaces.items()}
 
 
 def _check_mapping_signature(config) -> None:
@@ -181,7 +205,8 @@ def with_quantum_policies(
             ``policy_mapping_fn`` (a signature RLlib's new API stack cannot call with
             ``(agent_id, episode)``, e.g. the old stack's required ``worker``). Spaces the
             config leaves to RLlib are read from one env built here (as RLlib's env runners will
-            build it), so these errors come before any Ray worker starts; an env that cannot be
+            build it, and through the config's ``env_to_module_connector`` if it has one, which
+            may reshape observations), so these errors come before any Ray worker starts; an env that cannot be
             built in this process leaves the check to the algorithm's build.
 
     Example:

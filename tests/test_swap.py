@@ -405,3 +405,50 @@ def test_swap_on_a_pettingzoo_classic_game_with_legacy_policy_tuples(build_algo)
         assert isinstance(module, QuantumPPORLModule) and module.mask_keys == ("observation",)
         assert result["learners"][mid]["num_module_steps_trained"] > 0
     assert result["env_runners"]["num_episodes"] > 5
+
+
+def _prev_action_and_reward_connector(multi_agent):
+    """A user's env-to-module connector that widens observations: the previous action and reward
+    beside them, flattened (CartPole's 4 numbers become 7), as RLlib's own examples write it."""
+    from ray.rllib.connectors.env_to_module import FlattenObservations, PrevActionsPrevRewards
+
+    return lambda env, spaces=None, device=None: [
+        PrevActionsPrevRewards(multi_agent=multi_agent, n_prev_rewards=1, n_prev_actions=1),
+        FlattenObservations(multi_agent=multi_agent),
+    ]
+
+
+def cartpole_configs_with_a_widening_connector():
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    multi = (
+        PPOConfig()
+        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, episode, **kw: f"p{agent_id}")
+        .env_runners(num_env_runners=0, env_to_module_connector=_prev_action_and_reward_connector(True))
+    )
+    single = PPOConfig().environment("CartPole-v1").env_runners(
+        num_env_runners=0, env_to_module_connector=_prev_action_and_reward_connector(False))
+    return {"p1": multi, "default_policy": single}
+
+
+def test_the_swap_checks_the_spaces_a_users_env_to_module_connector_makes():
+    """The modules see the connector's output (7 numbers), not the env's 4: a circuit of 4 wires
+    without an encoder fails in the swap, naming the module, as it would in every env runner
+    (before this check: RLlib's IndexError after the workers started)."""
+    for module_id, config in cartpole_configs_with_a_widening_connector().items():
+        with pytest.raises(ConfigError, match=rf"^model_config\['{module_id}'\]\.encoder: 'none' needs a vector observation "
+                           r"of at most n_qubits=4 numbers, got shape \(7,\)"):
+            with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1}, encoder="none")
+        with_quantum_policies(config, circuit={"n_qubits": 7, "n_layers": 1}, encoder="none")  # fits the 7
+
+
+def test_swap_trains_behind_a_users_env_to_module_connector(build_algo):
+    config = cartpole_configs_with_a_widening_connector()["p1"].training(
+        train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    algo = build_algo(with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1}))
+    result = algo.train()
+    for mid in ("p0", "p1"):
+        module = algo.get_module(mid)
+        assert isinstance(module, QuantumPPORLModule) and module.observation_space.shape == (7,)
+        assert result["learners"][mid]["num_module_steps_trained"] > 0
