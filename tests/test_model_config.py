@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import pickle
+import re
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -12,11 +14,13 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from rllib_quantum.config import load_experiment
 from rllib_quantum.errors import ConfigError
-from rllib_quantum.modules import ActionHead, QuantumModelConfig, QuantumPPORLModule, validate_model_config
+from rllib_quantum.modules import ActionHead, QuantumModelConfig, QuantumPPORLModule, spec_model_config, validate_model_config
 from rllib_quantum.strategies import module_spec
 from rllib_quantum.swap import with_quantum_policies
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 VEC5 = gym.spaces.Box(-1, 1, (5,), np.float32)
 VEC12 = gym.spaces.Box(-1, 1, (12,), np.float32)
 IMG42 = gym.spaces.Box(0, 1, (42, 42, 4), np.float32)
@@ -143,6 +147,29 @@ def test_module_from_a_swap_in_spec_holds_the_builders_object():
 def test_rllib_default_model_config_keys_are_tolerated_and_ignored(key):
     value = dataclasses.asdict(DefaultModelConfig())[key]
     assert QuantumModelConfig.from_dict({key: value}, VEC5, D3) == QuantumModelConfig.from_dict({}, VEC5, D3)
+
+
+@pytest.mark.parametrize("key, hint", [
+    ("fcnet_hiddens", "the classical critic's layers are critic_hiddens"),
+    ("use_lstm", "quantum modules are feed-forward: RLlib's LSTM wrapper does not apply to them"),
+    ("vf_share_layers", "critic: 'classical' already reads the encoder's output"),
+    ("fcnet_activation", None),
+])
+def test_rllib_keys_written_as_a_quantum_modules_options_are_refused(key, hint):
+    """Where a user writes a quantum module's options (YAML model_config, with_quantum_policies'
+    keywords, module_spec) an RLlib key would be silently ignored: refused, naming what to use."""
+    message = rf"^model_config\.{key}: is a key of RLlib's own modules' model_config, which quantum modules do not read"
+    message += rf" \({re.escape(hint)}" if hint else "; allowed: "
+    for check in (lambda: validate_model_config({key: True}, prefix="model_config"),
+                  lambda: spec_model_config({key: True}, VEC5, D3, prefix="model_config"),
+                  lambda: spec_model_config({key: True}, prefix="model_config"),
+                  lambda: with_quantum_policies(PPOConfig().environment(observation_space=VEC5, action_space=D3), **{key: True})):
+        with pytest.raises(ConfigError, match=message) as info:
+            check()
+        assert info.value.key == f"model_config.{key}"
+    with pytest.raises(ConfigError, match=rf"quantum_independent_pong_features\.yaml: model_config\.{key}: is a key of RLlib's") as info:
+        load_experiment(CONFIGS / "quantum_independent_pong_features.yaml", {f"model_config.{key}": True})
+    assert info.value.key == f"model_config.{key}"
 
 
 def test_unknown_keys_are_refused_by_name():

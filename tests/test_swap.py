@@ -452,3 +452,30 @@ def test_swap_trains_behind_a_users_env_to_module_connector(build_algo):
         module = algo.get_module(mid)
         assert isinstance(module, QuantumPPORLModule) and module.observation_space.shape == (7,)
         assert result["learners"][mid]["num_module_steps_trained"] > 0
+
+
+def test_swap_beside_recurrent_classical_modules(build_algo):
+    """`.rl_module(model_config=DefaultModelConfig(use_lstm=True))`, RLlib's way to make every
+    default module an LSTM: RLlib merges it into the quantum module's model_config too, which
+    tolerates it there (only where a user writes a quantum module's own options is use_lstm
+    refused): p0 becomes a feed-forward quantum module, p1 stays RLlib's recurrent one, both train."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    config = (
+        PPOConfig()
+        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, episode, **kw: f"p{agent_id}")
+        .rl_module(model_config=DefaultModelConfig(use_lstm=True, max_seq_len=20, lstm_cell_size=16))
+        .env_runners(num_env_runners=0)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    algo = build_algo(with_quantum_policies(config, modules=["p0"], circuit={"n_qubits": 4, "n_layers": 1}))
+    result = algo.train()
+    quantum, recurrent = algo.get_module("p0"), algo.get_module("p1")
+    assert isinstance(quantum, QuantumPPORLModule) and not quantum.is_stateful()
+    assert not isinstance(recurrent, QuantumPPORLModule) and recurrent.is_stateful()
+    for mid in ("p0", "p1"):
+        assert result["learners"][mid]["num_module_steps_trained"] > 0
+    with pytest.raises(ConfigError, match=r"^model_config\.use_lstm: .*quantum modules are feed-forward"):
+        with_quantum_policies(config, modules=["p0"], use_lstm=True)

@@ -97,6 +97,39 @@ def rllib_model_config_keys() -> frozenset:
     return frozenset(fields | set(PPOConfig()._model_config_auto_includes))
 
 
+# What to use instead of RLlib's own model_config keys that a quantum module does not read.
+_RLLIB_KEY_HINTS = {
+    "fcnet_hiddens": "the classical critic's layers are critic_hiddens",
+    "head_fcnet_hiddens": "the classical critic's layers are critic_hiddens; the actor's read-out is readout",
+    "vf_share_layers": "critic: 'classical' already reads the encoder's output; critic: 'quantum' is its own circuit",
+    "use_lstm": "quantum modules are feed-forward: RLlib's LSTM wrapper does not apply to them",
+}
+
+
+def check_no_rllib_keys(model_config: Any) -> None:
+    """Raises when a user's quantum ``model_config`` names one of RLlib's ``DefaultModelConfig``
+    keys (``fcnet_hiddens``, ``use_lstm``, ...): quantum modules do not read them, so a value
+    there would be silently ignored. (RLlib merges its algorithm-level ``model_config`` into every
+    module's; that merged dict, which the module's ``setup()`` reads, tolerates them.)
+
+    Example:
+        >>> check_no_rllib_keys({"critic_hiddens": [32]})
+        >>> check_no_rllib_keys({"fcnet_hiddens": [32]})
+        Traceback (most recent call last):
+        ...
+        rllib_quantum.errors.ConfigError: fcnet_hiddens: is a key of RLlib's own modules' model_config, which quantum modules do not read (the classical critic's layers are critic_hiddens); allowed: ['circuit', 'conv_filters', 'critic', 'critic_circuit', 'critic_hiddens', 'encoder', 'inverse_temperature', 'lr_multipliers', 'natural_gradient', 'readout']
+    """
+    if not isinstance(model_config, Mapping):
+        return
+    for key in sorted(str(k) for k in set(model_config) & (rllib_model_config_keys() - set(DEFAULT_MODEL_CONFIG))):
+        hint = _RLLIB_KEY_HINTS.get(key) or ("quantum modules are feed-forward" if key.startswith("lstm") or key == "max_seq_len" else "")
+        raise ConfigError(
+            key,
+            f"is a key of RLlib's own modules' model_config, which quantum modules do not read"
+            f"{f' ({hint})' if hint else ''}; allowed: {sorted(DEFAULT_MODEL_CONFIG)}",
+        )
+
+
 def _choice(key: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ConfigError(key, f"must be one of {list(allowed)}, got {value!r}")
@@ -283,6 +316,7 @@ def validate_model_config(
         rllib_quantum.errors.ConfigError: model_config.readout: must be one of ['auto', 'expval', 'linear'], got 'softmax'
     """
     with reraise_under(prefix):
+        check_no_rllib_keys(model_config)
         cfg, _, _ = _check_keys(model_config)
     if action_space is not None:
         _resolve_readout(cfg, ActionHead.for_space(action_space), prefix=prefix)
@@ -316,6 +350,8 @@ def spec_model_config(
         >>> spec_model_config({}, module_id="p0")["encoder"]   # spaces unknown yet
         'auto'
     """
+    with reraise_under(prefix):
+        check_no_rllib_keys(model_config)
     if observation_space is not None and action_space is not None:
         return QuantumModelConfig.from_dict(
             model_config, observation_space, action_space, module_id=module_id, seed=seed, prefix=prefix
