@@ -153,6 +153,30 @@ def _check_mapping_signature(config) -> None:
         ) from None
 
 
+def _check_learner_reads(learner_class, model_config: dict, quantum_learner: type) -> None:
+    """Options that only :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` carries out
+    (per-group lrs, natural-gradient steps, an inverse-temperature schedule) would be silently
+    ignored by a learner class of the user's own that does not derive from it."""
+    if isinstance(learner_class, type) and issubclass(learner_class, quantum_learner):
+        return
+    multipliers = model_config.get("lr_multipliers")
+    schedule = model_config.get("inverse_temperature")
+    asked = {
+        "natural_gradient": model_config.get("natural_gradient") is not None,
+        "lr_multipliers": isinstance(multipliers, dict) and any(float(v) != 1.0 for v in multipliers.values()),
+        "inverse_temperature": isinstance(schedule, (list, tuple)),  # a constant is the module's own
+    }
+    for key, used in asked.items():
+        if used:
+            name = getattr(learner_class, "__qualname__", repr(learner_class))
+            raise ConfigError(
+                f"model_config.{key}",
+                f"is carried out by rllib_quantum.learners.QuantumPPOTorchLearner, and this config's "
+                f"learner_class {name} does not derive from it, so it would be ignored: derive your learner "
+                f"from QuantumPPOTorchLearner (it trains classical modules as PPO's learner does) or leave {key} out",
+            )
+
+
 def _check_against_env(specs: Dict[str, RLModuleSpec], wanted: List[str], config, model_config: dict) -> None:
     """Quantum modules whose spaces the config leaves to RLlib are built here once on the env's
     spaces (and run one forward pass): a model_config that does not fit them (too few qubits for
@@ -203,7 +227,10 @@ def with_quantum_policies(
             that does not fit that module's spaces, e.g. ``model_config['paddle_0'].readout``) or
             ``modules['<module id>'].action_space`` (a space no quantum module takes) or
             ``policy_mapping_fn`` (a signature RLlib's new API stack cannot call with
-            ``(agent_id, episode)``, e.g. the old stack's required ``worker``). Spaces the
+            ``(agent_id, episode)``, e.g. the old stack's required ``worker``), or
+            ``model_config.natural_gradient`` / ``lr_multipliers`` / an ``inverse_temperature``
+            schedule with a ``learner_class`` of your own that does not derive from
+            ``QuantumPPOTorchLearner`` (which carries them out). Spaces the
             config leaves to RLlib are read from one env built here (as RLlib's env runners will
             build it, and through the config's ``env_to_module_connector`` if it has one, which
             may reshape observations), so these errors come before any Ray worker starts; an env that cannot be
@@ -239,10 +266,11 @@ def with_quantum_policies(
 
     _check_mapping_signature(config)
     new = config.copy(copy_frozen=False)
-    if new._learner_class is None:  # PPO's own torch learner: add per-group lrs and circuit diagnostics
-        from rllib_quantum.learners import QuantumPPOTorchLearner
+    from rllib_quantum.learners import QuantumPPOTorchLearner
 
+    if new._learner_class is None:  # PPO's own torch learner: add per-group lrs and circuit diagnostics
         new.learners(learner_class=QuantumPPOTorchLearner)
+    _check_learner_reads(new._learner_class, model_config, QuantumPPOTorchLearner)
     safety.install(new)  # a nan/inf met by a remote env runner stops the run (see rllib_quantum.safety)
     old_spec = new._rl_module_spec
     if not new.is_multi_agent:

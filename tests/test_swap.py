@@ -479,3 +479,32 @@ def test_swap_beside_recurrent_classical_modules(build_algo):
         assert result["learners"][mid]["num_module_steps_trained"] > 0
     with pytest.raises(ConfigError, match=r"^model_config\.use_lstm: .*quantum modules are feed-forward"):
         with_quantum_policies(config, modules=["p0"], use_lstm=True)
+
+
+def test_learner_read_options_with_a_users_own_learner_class_fail_in_the_swap():
+    """Per-group lrs, natural-gradient steps and an inverse-temperature schedule are carried out by
+    QuantumPPOTorchLearner; a learner class of the user's own that does not derive from it would
+    ignore them without a word, so the swap refuses them, naming the key and the class. A learner
+    derived from QuantumPPOTorchLearner takes them, and so does any learner with the defaults."""
+    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+
+    from rllib_quantum.learners import QuantumPPOTorchLearner
+
+    class OwnLearner(PPOTorchLearner):
+        pass
+
+    class DerivedLearner(QuantumPPOTorchLearner):
+        pass
+
+    circuit = {"n_qubits": 4, "n_layers": 1}
+    asks = {"natural_gradient": {"kl": 1e-4}, "lr_multipliers": {"circuit": 2.0},
+            "inverse_temperature": [[0, 1.0], [1000, 3.0]]}
+    own = PPOConfig().environment("CartPole-v1").learners(learner_class=OwnLearner)
+    for key, value in asks.items():
+        with pytest.raises(ConfigError, match=rf"^model_config\.{key}: is carried out by rllib_quantum\.learners\.QuantumPPOTorchLearner, "
+                           r"and this config's learner_class .*OwnLearner does not derive from it") as info:
+            with_quantum_policies(own, circuit=circuit, **{key: value})
+        assert info.value.key == f"model_config.{key}"
+        derived = PPOConfig().environment("CartPole-v1").learners(learner_class=DerivedLearner)
+        assert with_quantum_policies(derived, circuit=circuit, **{key: value})._learner_class is DerivedLearner
+    with_quantum_policies(own, circuit=circuit, inverse_temperature=2.0, lr_multipliers={"circuit": 1.0})  # the module's own / defaults
