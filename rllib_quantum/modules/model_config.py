@@ -84,7 +84,9 @@ INTERNAL_KEYS = (MODULE_ID_KEY, SEED_KEY)
 def rllib_model_config_keys() -> frozenset:
     """Keys RLlib itself may put into a module's ``model_config``: the fields of its
     ``DefaultModelConfig`` plus what ``PPOConfig`` auto-includes (``vf_share_layers``). A quantum
-    module tolerates them and does not use them (``conv_filters`` is also ours, and is used).
+    module's ``setup()`` tolerates them in RLlib's merged dict and does not use them (``conv_filters``
+    is also ours, and is used); where a user writes a quantum module's options they are refused
+    (:func:`check_no_rllib_keys`).
 
     Example:
         >>> {"fcnet_hiddens", "vf_share_layers"} <= rllib_model_config_keys()
@@ -290,7 +292,8 @@ def validate_model_config(
     """Returns ``model_config`` with defaults filled in, or raises naming the bad key.
 
     The checks of :meth:`QuantumModelConfig.from_dict`, for callers that want the user's keys
-    back as a dict (``"auto"`` choices stay ``"auto"``) or do not know both spaces yet.
+    back as a dict (``"auto"`` choices stay ``"auto"``) or do not know both spaces yet; as the
+    check of a user's own keys it also refuses RLlib's (:func:`check_no_rllib_keys`).
 
     Args:
         model_config: user keys (see :data:`DEFAULT_MODEL_CONFIG`); ``None`` means all defaults.
@@ -603,7 +606,9 @@ class QuantumModelConfig:
 
         Args:
             model_config: user keys (see :data:`DEFAULT_MODEL_CONFIG`; ``None``: all defaults).
-                Keys of RLlib's ``DefaultModelConfig`` (which RLlib merges in) are ignored;
+                Keys of RLlib's ``DefaultModelConfig`` (which RLlib merges in) are ignored
+                (``validate_model_config`` and ``spec_model_config``, the user-facing checks,
+                refuse them);
                 ``"module_id"`` and ``"seed"`` (written by :meth:`to_dict`) are read.
             observation_space: the module's observation space (any space of
                 :data:`~rllib_quantum.modules.observations.SUPPORTED`).
