@@ -15,7 +15,7 @@ Example (RLlib's ``pettingzoo_independent_learning.py`` style)::
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from ray.rllib.algorithms.ppo import PPOConfig
@@ -129,6 +129,30 @@ def _spaces_after_connectors(config, env) -> Dict[str, Tuple[Any, Any]]:
     return {str(mid): (space, pipeline.action_space[mid]) for mid, space in pipeline.observation_space.spaces.items()}
 
 
+def _check_no_search_spaces(value: Any, key: str) -> None:
+    """A Tune search space (``tune.grid_search``, ``tune.choice``, ...) among the quantum options
+    would reach the modules' specs unresolved: Tune resolves ``param_space`` entries, not values
+    inside an ``RLModuleSpec``. Refused with the two ways that work."""
+    from ray.tune.search.sample import Domain
+
+    if isinstance(value, Domain) or (isinstance(value, Mapping) and set(value) == {"grid_search"}):
+        shown = repr(value) if isinstance(value, Mapping) else f"tune {type(value).__name__}"
+        raise ConfigError(
+            key,
+            f"is a Tune search space ({shown}); with_quantum_policies checks its options and builds them "
+            "into the modules' specs now, where Tune does not resolve them: call with_quantum_policies "
+            "inside a function trainable, once per trial (tune.Tuner(trainable, param_space={...})), or "
+            "search a YAML experiment with `rllib-quantum tune` and a search file; search spaces over the "
+            "returned config's own keys (config.training(lr=tune.grid_search([...]))) work as in RLlib",
+        )
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_no_search_spaces(v, f"{key}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_no_search_spaces(v, f"{key}[{i}]")
+
+
 def _check_mapping_signature(config) -> None:
     """RLlib's new API stack calls ``policy_mapping_fn(agent_id, episode)``; an old-stack signature
     with more required parameters, such as ``(agent_id, episode, worker, **kwargs)``, would raise a
@@ -230,7 +254,8 @@ def with_quantum_policies(
             ``(agent_id, episode)``, e.g. the old stack's required ``worker``), or
             ``model_config.natural_gradient`` / ``lr_multipliers`` / an ``inverse_temperature``
             schedule with a ``learner_class`` of your own that does not derive from
-            ``QuantumPPOTorchLearner`` (which carries them out). Spaces the
+            ``QuantumPPOTorchLearner`` (which carries them out), or a Tune search space among
+            the keywords (keyed by its path, e.g. ``model_config.circuit.n_layers``). Spaces the
             config leaves to RLlib are read from one env built here (as RLlib's env runners will
             build it, and through the config's ``env_to_module_connector`` if it has one, which
             may reshape observations), so these errors come before any Ray worker starts; an env that cannot be
@@ -262,6 +287,8 @@ def with_quantum_policies(
         raise ConfigError("modules", f"must not be empty; known modules: {sorted(known)}")
     if not isinstance(stack, bool):
         raise ConfigError("stack", f"must be True or False, got {stack!r}")
+    for key, value in model_config.items():
+        _check_no_search_spaces(value, f"model_config.{key}")
     validate_model_config(model_config, prefix="model_config")  # the space-free checks once, keyed model_config.<key>
 
     _check_mapping_signature(config)

@@ -508,3 +508,33 @@ def test_learner_read_options_with_a_users_own_learner_class_fail_in_the_swap():
         derived = PPOConfig().environment("CartPole-v1").learners(learner_class=DerivedLearner)
         assert with_quantum_policies(derived, circuit=circuit, **{key: value})._learner_class is DerivedLearner
     with_quantum_policies(own, circuit=circuit, inverse_temperature=2.0, lr_multipliers={"circuit": 1.0})  # the module's own / defaults
+
+
+def test_tune_search_spaces_in_the_quantum_options_fail_in_the_swap_and_the_advised_trainable_works(ray_session, storage):
+    """Tune resolves `param_space`, not values inside the modules' specs, so a search space among
+    the swap's keywords would reach the modules unresolved: refused, keyed by its path, saying what
+    works. What works, as the message says: with_quantum_policies inside a function trainable."""
+    from ray import tune
+
+    base = PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0).training(
+        train_batch_size_per_learner=100, minibatch_size=50, num_epochs=1)
+    for options, key in (({"circuit": {"n_qubits": 4, "n_layers": tune.grid_search([1, 2])}}, r"model_config\.circuit\.n_layers"),
+                         ({"critic_hiddens": [tune.randint(8, 64)]}, r"model_config\.critic_hiddens\[0\]")):
+        with pytest.raises(ConfigError, match=rf"^{key}: is a Tune search space \(.*\); .*inside a function trainable"):
+            with_quantum_policies(base, **options)
+
+    def trainable(params):
+        algo = with_quantum_policies(base, circuit={"n_qubits": 4, "n_layers": params["n_layers"]}).build_algo()
+        try:
+            result = algo.train()
+            module = algo.get_module()
+            tune.report({"n_layers": module.actor.spec.n_layers,
+                         "trained": result["learners"]["default_policy"]["num_module_steps_trained"]})
+        finally:
+            algo.stop()
+
+    results = tune.Tuner(trainable, param_space={"n_layers": tune.grid_search([1, 2])},
+                         run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+    assert not results.errors
+    assert sorted(r.metrics["n_layers"] for r in results) == [1, 2]
+    assert all(r.metrics["trained"] > 0 for r in results)
