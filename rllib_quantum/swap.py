@@ -177,11 +177,13 @@ def _check_mapping_signature(config) -> None:
         ) from None
 
 
-def _check_learner_reads(learner_class, model_config: dict, quantum_learner: type) -> None:
+def _check_learner_reads(learner_class, model_config: dict) -> None:
     """Options that only :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` carries out
     (per-group lrs, natural-gradient steps, an inverse-temperature schedule) would be silently
     ignored by a learner class of the user's own that does not derive from it."""
-    if isinstance(learner_class, type) and issubclass(learner_class, quantum_learner):
+    from rllib_quantum.learners import QuantumPPOTorchLearner
+
+    if isinstance(learner_class, type) and issubclass(learner_class, QuantumPPOTorchLearner):
         return
     multipliers = model_config.get("lr_multipliers")
     schedule = model_config.get("inverse_temperature")
@@ -293,11 +295,11 @@ def with_quantum_policies(
 
     _check_mapping_signature(config)
     new = config.copy(copy_frozen=False)
-    from rllib_quantum.learners import QuantumPPOTorchLearner
-
     if new._learner_class is None:  # PPO's own torch learner: add per-group lrs and circuit diagnostics
+        from rllib_quantum.learners import QuantumPPOTorchLearner
+
         new.learners(learner_class=QuantumPPOTorchLearner)
-    _check_learner_reads(new._learner_class, model_config, QuantumPPOTorchLearner)
+    _check_learner_reads(new._learner_class, model_config)
     safety.install(new)  # a nan/inf met by a remote env runner stops the run (see rllib_quantum.safety)
     old_spec = new._rl_module_spec
     if not new.is_multi_agent:

@@ -353,9 +353,9 @@ def spec_model_config(
         >>> spec_model_config({}, module_id="p0")["encoder"]   # spaces unknown yet
         'auto'
     """
-    with reraise_under(prefix):
-        check_no_rllib_keys(model_config)
     if observation_space is not None and action_space is not None:
+        with reraise_under(prefix):
+            check_no_rllib_keys(model_config)  # validate_model_config (below) makes the same check
         return QuantumModelConfig.from_dict(
             model_config, observation_space, action_space, module_id=module_id, seed=seed, prefix=prefix
         ).to_dict()
