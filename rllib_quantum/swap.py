@@ -211,7 +211,7 @@ def _check_against_env(specs: Dict[str, RLModuleSpec], wanted: List[str], config
 
     missing = [m for m in wanted if specs[m].observation_space is None or specs[m].action_space is None]
     spaces = _spaces_from_env(config) if missing else {}
-    for mid in missing:
+    for mid in sorted(missing):  # a set of policies has no fixed order: the first error is always the same module's
         if mid not in spaces:
             continue
         obs, act = spaces[mid]

@@ -429,7 +429,7 @@ def cartpole_configs_with_a_widening_connector():
     )
     single = PPOConfig().environment("CartPole-v1").env_runners(
         num_env_runners=0, env_to_module_connector=_prev_action_and_reward_connector(False))
-    return {"p1": multi, "default_policy": single}
+    return {"p0": multi, "default_policy": single}  # the module the multi-agent error names: the first in sorted order
 
 
 def test_the_swap_checks_the_spaces_a_users_env_to_module_connector_makes():
@@ -444,7 +444,7 @@ def test_the_swap_checks_the_spaces_a_users_env_to_module_connector_makes():
 
 
 def test_swap_trains_behind_a_users_env_to_module_connector(build_algo):
-    config = cartpole_configs_with_a_widening_connector()["p1"].training(
+    config = cartpole_configs_with_a_widening_connector()["p0"].training(
         train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
     algo = build_algo(with_quantum_policies(config, circuit={"n_qubits": 4, "n_layers": 1}))
     result = algo.train()
