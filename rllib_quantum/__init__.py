@@ -6,7 +6,8 @@ Public API (documented in README.md):
   :func:`stacked_forward`
 - modules: :class:`QuantumPPORLModule`, :class:`StackedQuantumMultiRLModule`,
   :class:`TemperedPPOTorchRLModule` (RLlib's default PPO module with the same inverse temperature),
-  :class:`QuantumModelConfig`, :class:`NaturalGradientConfig`, :data:`DEFAULT_MODEL_CONFIG`,
+  :class:`MirroredPPOTorchRLModule` (the same made equivariant under a reflection, as ``mirror``),
+  :class:`QuantumModelConfig`, :class:`NaturalGradientConfig`, :class:`MirrorConfig`, :data:`DEFAULT_MODEL_CONFIG`,
   :func:`validate_model_config`
 - learners: :class:`QuantumPPOTorchLearner` (per-group learning rates, natural-gradient steps for
   quantum actors, circuit diagnostics),
@@ -44,6 +45,8 @@ from rllib_quantum.envs import (
 from rllib_quantum.learners import FastBatchingPPOTorchLearner, QuantumPPOTorchLearner
 from rllib_quantum.modules import (
     DEFAULT_MODEL_CONFIG,
+    MirrorConfig,
+    MirroredPPOTorchRLModule,
     NaturalGradientConfig,
     QuantumModelConfig,
     QuantumPPORLModule,
@@ -73,6 +76,8 @@ __all__ = [
     "EvaluationReport",
     "Experiment",
     "JointAgentEnv",
+    "MirrorConfig",
+    "MirroredPPOTorchRLModule",
     "NaturalGradientConfig",
     "ParameterAveragingCallback",
     "QuantumLayer",

@@ -24,8 +24,20 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_quantum.envs import COOPERATIVE_PONG, COOPERATIVE_PONG_JOINT
 from rllib_quantum.errors import ConfigError
-from rllib_quantum.modules import QuantumPPORLModule, StackedQuantumMultiRLModule, TemperedPPOTorchRLModule, spec_model_config
-from rllib_quantum.modules.model_config import INVERSE_TEMPERATURE_KEY, checked_inverse_temperature, rllib_model_config_keys
+from rllib_quantum.modules import (
+    MirroredPPOTorchRLModule,
+    QuantumPPORLModule,
+    StackedQuantumMultiRLModule,
+    TemperedPPOTorchRLModule,
+    spec_model_config,
+)
+from rllib_quantum.modules.model_config import (
+    INVERSE_TEMPERATURE_KEY,
+    MIRROR_KEY,
+    MirrorConfig,
+    checked_inverse_temperature,
+    rllib_model_config_keys,
+)
 
 STRATEGIES = ("independent", "shared", "joint", "averaged")
 MODULE_KINDS = ("quantum", "classical")
@@ -101,15 +113,19 @@ def validate_classical_model_config(model_config: Optional[Mapping[str, Any]]) -
     if not isinstance(model_config, Mapping):
         raise ConfigError("", f"must be a mapping of RLlib DefaultModelConfig keys, got {model_config!r}")
     model_config = dict(model_config)
-    allowed = sorted(rllib_model_config_keys() | {INVERSE_TEMPERATURE_KEY})
+    allowed = sorted(rllib_model_config_keys() | {INVERSE_TEMPERATURE_KEY, MIRROR_KEY})
     unknown = sorted(str(k) for k in set(model_config) - set(allowed))
     if unknown:
         raise ConfigError(
-            "", f"unknown key(s) {unknown}; allowed (module: classical, RLlib DefaultModelConfig and "
-            f"{INVERSE_TEMPERATURE_KEY!r}): {allowed}"
+            "", f"unknown key(s) {unknown}; allowed (module: classical, RLlib DefaultModelConfig, "
+            f"{INVERSE_TEMPERATURE_KEY!r} and {MIRROR_KEY!r}): {allowed}"
         )
-    if INVERSE_TEMPERATURE_KEY in model_config:  # TemperedPPOTorchRLModule's one key
+    if INVERSE_TEMPERATURE_KEY in model_config:  # TemperedPPOTorchRLModule's key
         checked_inverse_temperature(model_config[INVERSE_TEMPERATURE_KEY])
+    if model_config.get(MIRROR_KEY) is not None:  # MirroredPPOTorchRLModule's
+        MirrorConfig.from_dict(model_config[MIRROR_KEY])
+        if model_config.get("use_lstm"):
+            raise ConfigError(MIRROR_KEY, "makes a feed-forward policy equivariant; it does not combine with use_lstm")
     return model_config
 
 
@@ -146,8 +162,11 @@ def module_spec(
         tempered = model_config.get(INVERSE_TEMPERATURE_KEY, 1.0) != 1.0
         if tempered:
             checked_inverse_temperature(model_config[INVERSE_TEMPERATURE_KEY], action_space)
+        mirrored = model_config.get(MIRROR_KEY) is not None
+        if mirrored and observation_space is not None and action_space is not None:
+            MirrorConfig.from_dict(model_config[MIRROR_KEY]).check_spaces(observation_space.shape, action_space)
         return RLModuleSpec(
-            module_class=TemperedPPOTorchRLModule if tempered else None,
+            module_class=MirroredPPOTorchRLModule if mirrored else TemperedPPOTorchRLModule if tempered else None,
             observation_space=observation_space,
             action_space=action_space,
             model_config=model_config,

@@ -95,7 +95,9 @@ def _layer_derivatives(circuit, weights: torch.Tensor) -> List[Tuple[torch.Tenso
 def action_jacobian(module, embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """The action distribution's inputs before masking (logits, or Gaussian means) ``(R, K)`` at the
     circuit inputs ``embeddings`` ``(R, n_qubits)``, and their Jacobian ``(R, K, D)`` w.r.t.
-    :func:`actor_parameters` (flattened in that order), exact per row, in float64.
+    :func:`actor_parameters` (flattened in that order), exact per row, in float64. A mirrored
+    module (``model_config["mirror"]``) takes ``(2R, n_qubits)``: R rows, then their mirror
+    images, as its ``embed`` gives them; outputs and Jacobian are those of its symmetrised logits.
 
     One forward pass of the statevector and one adjoint pass for all ``K`` outputs at once (the
     dense strategy's math, :class:`~rllib_quantum.circuits.statevector._DenseRun`): with ``a_l``
@@ -160,6 +162,8 @@ def action_jacobian(module, embeddings: torch.Tensor) -> Tuple[torch.Tensor, tor
             blocks["actor_head.weight"] = (eye[None, :, :, None] * scaled[:, None, None, :]).reshape(rows, k_out, -1)
             blocks["actor_head.bias"] = eye.expand(rows, k_out, k_out)
         jacobian = torch.cat([blocks[name] for name, _, _ in stepped], dim=2)
+        if module.mirror is not None:  # model_config "mirror": rows and their mirror images -> the means
+            outputs, jacobian = module.symmetrised(outputs), module.symmetrised(jacobian)  # (R, K, D): K permuted
         if module.inverse_temperature is not None:  # the logits' factor (model_config "inverse_temperature")
             beta = module.inverse_temperature.detach().to(f64)
             outputs, jacobian = outputs * beta, jacobian * beta
@@ -192,7 +196,7 @@ def fisher(module, embeddings: torch.Tensor, batch: Optional[Dict[str, Any]] = N
     observations, read only for an action mask)."""
     outputs, jacobian = action_jacobian(module, embeddings)
     metric = distribution_metric(module, outputs, batch)
-    return torch.einsum("rkd,rkl,rle->de", jacobian, metric, jacobian) / embeddings.shape[0]
+    return torch.einsum("rkd,rkl,rle->de", jacobian, metric, jacobian) / outputs.shape[0]
 
 
 def natural_step(f: torch.Tensor, grad: torch.Tensor, kl: float, damping: float) -> torch.Tensor:

@@ -373,13 +373,16 @@ class QuantumPPOTorchLearner(FastBatchingPPOTorchLearner):
             embeddings = out[Columns.EMBEDDINGS].detach()
             if module_id not in self._fisher_rows:  # seeded by the module id: the draws do not depend on module order
                 self._fisher_rows[module_id] = torch.Generator().manual_seed(zlib.crc32(str(module_id).encode()))
-            draw = torch.randperm(len(embeddings), generator=self._fisher_rows[module_id])
-            rows = draw[: config.fisher_rows].to(embeddings.device)
             module = self.module[module_id].unwrapped()
+            # a mirrored module's embeddings are its rows, then their mirror images: draw rows, take both
+            states = len(embeddings) if module.mirror is None else len(embeddings) // 2
+            draw = torch.randperm(states, generator=self._fisher_rows[module_id])
+            rows = draw[: config.fisher_rows].to(embeddings.device)
             observations = None
             if module.mask_keys is not None:  # the rows' action masks
                 observations = {Columns.OBS: {k: v[rows] for k, v in batch[module_id][Columns.OBS].items()}}
-            fisher = natural_gradient.fisher(module, embeddings[rows], observations)
+            picked = rows if module.mirror is None else torch.cat([rows, rows + states])
+            fisher = natural_gradient.fisher(module, embeddings[picked], observations)
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(fisher)
                 fisher /= torch.distributed.get_world_size()

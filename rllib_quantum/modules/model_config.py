@@ -71,6 +71,12 @@ DEFAULT_MODEL_CONFIG: dict = {
     # the last point). Read by QuantumPPOTorchLearner, which sets it after every update; see
     # rllib_quantum.modules.model_config.inverse_temperature_at.
     "inverse_temperature": 1.0,
+    # A reflection of the task the policy is made equivariant under (None: none): a dict with
+    # "observation_signs" (+1 / -1 per entry of the flattened observation) and "action_permutation"
+    # (the Discrete action each action becomes under the reflection). The logits are the mean of
+    # the logits at the state and, permuted back, at its mirror image; the critic's value the mean
+    # of its two values. See MirrorConfig.
+    "mirror": None,
 }
 
 # ``model_config`` keys the spec builders (``rllib_quantum.strategies.module_spec``,
@@ -119,7 +125,7 @@ def check_no_rllib_keys(model_config: Any) -> None:
         >>> check_no_rllib_keys({"fcnet_hiddens": [32]})
         Traceback (most recent call last):
         ...
-        rllib_quantum.errors.ConfigError: fcnet_hiddens: is a key of RLlib's own modules' model_config, which quantum modules do not read (the classical critic's layers are critic_hiddens); allowed: ['circuit', 'conv_filters', 'critic', 'critic_circuit', 'critic_hiddens', 'encoder', 'inverse_temperature', 'lr_multipliers', 'natural_gradient', 'readout']
+        rllib_quantum.errors.ConfigError: fcnet_hiddens: is a key of RLlib's own modules' model_config, which quantum modules do not read (the classical critic's layers are critic_hiddens); allowed: ['circuit', 'conv_filters', 'critic', 'critic_circuit', 'critic_hiddens', 'encoder', 'inverse_temperature', 'lr_multipliers', 'mirror', 'natural_gradient', 'readout']
     """
     if not isinstance(model_config, Mapping):
         return
@@ -229,6 +235,101 @@ def _natural_gradient(value: Any, actor: CircuitSpec) -> Optional[NaturalGradien
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class MirrorConfig:
+    """A reflection of the task a quantum policy is made equivariant under (``model_config["mirror"]``).
+
+    The reflection flips the sign of some entries of the flattened observation (``m(s) = s *
+    observation_signs``) and swaps actions (``action_permutation[a]`` is what action ``a`` becomes).
+    With it the module's logits are ``0.5 * (l(s) + l(m(s))[action_permutation])`` and its value
+    ``0.5 * (V(s) + V(m(s)))``, so ``pi(a | m(s)) = pi(action_permutation[a] | s)`` and ``V(m(s)) =
+    V(s)`` hold exactly, whatever the weights: every sampled state trains the circuit at the state
+    and at its mirror image (the circuit runs on twice the rows). Use it only where the game
+    really is symmetric under the reflection; with cooperative pong's features ``[ball x, ball y,
+    ball vx, ball vy, paddle y]`` (y in [-1, 1] from the top) and actions (stay, up, down), the
+    top-bottom reflection is ``observation_signs [1, -1, 1, -1, -1]``, ``action_permutation [0, 2, 1]``.
+
+    Args:
+        observation_signs: ``+1.0`` or ``-1.0`` per entry of the flattened observation (the
+            encoder's input; zero-centred features, so that negating one reflects it).
+        action_permutation: a permutation of ``range(n)`` for ``Discrete(n)`` actions that is its
+            own inverse (a reflection applied twice is the identity).
+
+    Example:
+        >>> MirrorConfig.from_dict({"observation_signs": [1, -1, 1, -1, -1], "action_permutation": [0, 2, 1]})
+        MirrorConfig(observation_signs=(1.0, -1.0, 1.0, -1.0, -1.0), action_permutation=(0, 2, 1))
+        >>> MirrorConfig.from_dict({"observation_signs": [1, -1], "action_permutation": [1, 2, 0]})
+        Traceback (most recent call last):
+        ...
+        rllib_quantum.errors.ConfigError: mirror.action_permutation: must be a permutation of range(n) that is its own inverse (a reflection), e.g. [0, 2, 1]; got [1, 2, 0]
+    """
+
+    observation_signs: Tuple[float, ...]
+    action_permutation: Tuple[int, ...]
+
+    def __post_init__(self) -> None:  # lists in (e.g. from to_dict), tuples kept
+        object.__setattr__(self, "observation_signs", tuple(float(v) for v in self.observation_signs))
+        object.__setattr__(self, "action_permutation", tuple(int(a) for a in self.action_permutation))
+
+    @classmethod
+    def from_dict(cls, value: Any) -> "MirrorConfig":
+        """Checks a user's dict (both keys required); ``ConfigError`` under ``mirror``."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(value, Mapping) or set(value) != set(allowed):
+            raise ConfigError("mirror", f"must be None or a dict with exactly the keys {allowed}, got {value!r}")
+        signs, perm = value["observation_signs"], value["action_permutation"]
+        if (
+            not isinstance(signs, (list, tuple)) or not signs
+            or not all(not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and v in (1, -1) for v in signs)
+        ):
+            raise ConfigError("mirror.observation_signs", f"must be a non-empty list of 1 and -1 (one per observation entry), got {signs!r}")
+        if (
+            not isinstance(perm, (list, tuple)) or not all(is_int(a) for a in perm)
+            or sorted(int(a) for a in perm) != list(range(len(perm))) or any(int(perm[int(a)]) != i for i, a in enumerate(perm))
+        ):
+            raise ConfigError(
+                "mirror.action_permutation",
+                f"must be a permutation of range(n) that is its own inverse (a reflection), e.g. [0, 2, 1]; got {perm!r}",
+            )
+        return cls(signs, perm)
+
+    def check_spaces(self, input_shape: Tuple[int, ...], head: Any) -> None:
+        """Raises ``ConfigError`` under ``mirror`` unless the flattened observation (its shape
+        ``input_shape``) is a vector of ``len(observation_signs)`` entries and the actions (an
+        :class:`ActionHead` or an action space) are ``Discrete(len(action_permutation))``."""
+        if isinstance(head, gym.Space):
+            head = ActionHead.for_space(head)
+        if input_shape is None or len(input_shape) != 1:
+            raise ConfigError("mirror", f"needs a vector observation (flattened to 1-D), got shape {input_shape}")
+        if input_shape[0] != len(self.observation_signs):
+            raise ConfigError(
+                "mirror.observation_signs",
+                f"needs one sign per observation entry ({input_shape[0]}), got {len(self.observation_signs)}",
+            )
+        if head.kind != "categorical" or head.sizes != (len(self.action_permutation),):
+            raise ConfigError(
+                "mirror.action_permutation",
+                f"needs Discrete({len(self.action_permutation)}) actions, got a {head.kind} head of sizes {list(head.sizes)}",
+            )
+
+    def to_dict(self) -> dict:
+        return {"observation_signs": list(self.observation_signs), "action_permutation": list(self.action_permutation)}
+
+    def with_images(self, x: "torch.Tensor") -> "torch.Tensor":
+        """``(B, D)`` flattened observations -> ``(2B, D)``: the states, then their mirror images."""
+        import torch
+
+        return torch.cat([x, x * torch.as_tensor(self.observation_signs, dtype=x.dtype, device=x.device)])
+
+    def mean_over_images(self, out: "torch.Tensor", actions: bool = True) -> "torch.Tensor":
+        """``(2B, ...)`` outputs at the states and their mirror images (as :meth:`with_images` orders
+        them) -> the ``(B, ...)`` means, the images' second dimension permuted back where it indexes
+        actions (``actions``: logits ``(2B, K)`` or their Jacobian ``(2B, K, D)``; else values)."""
+        rows = out.shape[0] // 2
+        images = out[rows:, list(self.action_permutation)] if actions else out[rows:]
+        return 0.5 * (out[:rows] + images)
+
+
 def _inverse_temperature(value: Any):
     """A number > 0, or ``[[env_steps, value], ...]`` (steps ints from 0, increasing; values > 0):
     the float, or a tuple of ``(int, float)`` pairs."""
@@ -249,6 +350,7 @@ def _inverse_temperature(value: Any):
 
 
 INVERSE_TEMPERATURE_KEY = "inverse_temperature"
+MIRROR_KEY = "mirror"
 
 
 def checked_inverse_temperature(value: Any, action_space: Optional[gym.Space] = None):
@@ -423,6 +525,8 @@ def _check_keys(model_config: Optional[Mapping[str, Any]]) -> Tuple[dict, Circui
     natural = _natural_gradient(cfg["natural_gradient"], actor_spec)
     cfg["natural_gradient"] = None if natural is None else natural.to_dict()
     cfg["inverse_temperature"] = _inverse_temperature(cfg["inverse_temperature"])
+    if cfg["mirror"] is not None:
+        cfg["mirror"] = MirrorConfig.from_dict(cfg["mirror"]).to_dict()
     critic_spec = None
     if cfg["critic"] == "quantum":
         critic = {**circuit, **cfg["critic_circuit"], "n_outputs": None}  # all wires read out
@@ -539,6 +643,8 @@ class QuantumModelConfig:
         inverse_temperature: the categorical logits' factor: a float, or a schedule of ``(env
             steps, value)`` pairs (:func:`inverse_temperature_at`); ``1.0`` leaves the logits as
             the read-out gives them.
+        mirror: the reflection the policy and critic are made equivariant under
+            (:class:`MirrorConfig`), or ``None``.
         module_id: the module's id (named in its errors), if a spec builder set it.
         seed: the experiment seed of the seeded parameter init, if any.
         action_mask_keys: with an observation ``Dict`` that carries an ``"action_mask"`` for the
@@ -573,6 +679,7 @@ class QuantumModelConfig:
     lr_multipliers: Mapping[str, float]
     natural_gradient: Optional[NaturalGradientConfig] = None
     inverse_temperature: Any = 1.0  # float, or ((env_steps, value), ...)
+    mirror: Optional[MirrorConfig] = None
     module_id: Optional[str] = None
     seed: Optional[int] = None
     # Derived from the spaces, not a key: the observation entries the policy reads when the space
@@ -627,6 +734,10 @@ class QuantumModelConfig:
         readout = _resolve_readout(cfg, head, prefix=prefix)
         policy_space, mask_keys = split_action_mask(observation_space, action_space)
         encoder, input_shape, conv_filters = _resolve_encoder(cfg, policy_space, prefix=prefix)
+        mirror = None if cfg["mirror"] is None else MirrorConfig(**cfg["mirror"])
+        if mirror is not None:
+            with reraise_under(prefix):
+                mirror.check_spaces(input_shape, head)
         return cls(
             actor=dataclasses.replace(actor, n_outputs=head.n_logits if readout == "expval" else actor.n_qubits),
             readout=readout,
@@ -640,6 +751,7 @@ class QuantumModelConfig:
             lr_multipliers=cfg["lr_multipliers"],
             natural_gradient=None if cfg["natural_gradient"] is None else NaturalGradientConfig(**cfg["natural_gradient"]),
             inverse_temperature=cfg["inverse_temperature"],
+            mirror=mirror,
             module_id=cfg.get(MODULE_ID_KEY),
             seed=cfg.get(SEED_KEY),
             action_mask_keys=mask_keys,
@@ -675,6 +787,7 @@ class QuantumModelConfig:
                 self.inverse_temperature if isinstance(self.inverse_temperature, float)
                 else [list(p) for p in self.inverse_temperature]
             ),
+            "mirror": None if self.mirror is None else self.mirror.to_dict(),
         }
         if self.module_id is not None:
             out[MODULE_ID_KEY] = self.module_id

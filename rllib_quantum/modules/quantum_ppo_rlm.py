@@ -145,6 +145,8 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         self.register_buffer(
             "inverse_temperature", None if beta == 1.0 else torch.tensor(inverse_temperature_at(beta, 0), dtype=torch.float32)
         )
+        # The reflection the policy and critic are equivariant under (model_config "mirror"), or None.
+        self.mirror = cfg.mirror
         if head.kind == "multi_categorical":  # one categorical per nvec entry
             self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(input_lens=list(head.sizes))
         else:
@@ -161,9 +163,18 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     # modules at once: embed (observation -> circuit inputs), the circuit, dist_inputs (read-outs ->
     # action-distribution inputs).
     def embed(self, batch: Dict[str, Any], where: str) -> torch.Tensor:
-        """Flattened, checked observation through the pre-encoder: the circuit's ``(B, n_qubits)`` inputs."""
+        """Flattened, checked observation through the pre-encoder: the circuit's ``(B, n_qubits)``
+        inputs; with ``mirror``, ``(2B, n_qubits)``: the B states, then their mirror images."""
         with self._reporting(where):
-            return self.encoder(self._check_finite(self.flatten(self.policy_obs(batch)), "observation", where))
+            x = self._check_finite(self.flatten(self.policy_obs(batch)), "observation", where)
+            if self.mirror is not None:
+                x = self.mirror.with_images(x)
+            return self.encoder(x)
+
+    def symmetrised(self, out: torch.Tensor, actions: bool = True) -> torch.Tensor:
+        """With ``mirror``: ``(2B, ...)`` outputs at the states and their mirror images -> the ``(B,
+        ...)`` means (:meth:`MirrorConfig.mean_over_images`); without, ``out`` itself."""
+        return out if self.mirror is None else self.mirror.mean_over_images(out, actions)
 
     def policy_obs(self, batch: Dict[str, Any]) -> Any:
         """The batch's observations as the policy reads them (without an action mask)."""
@@ -176,7 +187,7 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     def dist_inputs(self, readouts: torch.Tensor, where: str) -> torch.Tensor:
         """The actor circuit's read-outs -> logits (or ``[means, log_stds]`` for Box actions), checked."""
         with self._reporting(where):
-            out = self.actor_head(readouts)
+            out = self.symmetrised(self.actor_head(readouts))
             if self.inverse_temperature is not None:
                 out = out * self.inverse_temperature
             if self.log_std is not None:  # TorchDiagGaussian's inputs
@@ -225,8 +236,8 @@ class QuantumPPORLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     @override(ValueFunctionAPI)
     def compute_values(self, batch: Dict[str, Any], embeddings: Optional[Any] = None) -> TensorType:
         if embeddings is None:
-            embeddings = self.encoder(self._check_finite(self.flatten(self.policy_obs(batch)), "observation", "compute_values"))
-        return self._check_finite(self.critic(embeddings).squeeze(-1), "value", "compute_values")
+            embeddings = self.embed(batch, "compute_values")
+        return self._check_finite(self.symmetrised(self.critic(embeddings).squeeze(-1), actions=False), "value", "compute_values")
 
     # ---- numerical safety --------------------------------------------------------------------------
     def _check_finite(self, tensor: torch.Tensor, what: str, where: str) -> torch.Tensor:

@@ -39,7 +39,8 @@ class StackedQuantumMultiRLModule(MultiRLModule):
     flattened once per group, other spaces and CNN encoders stay per module. The
     critics of a group run as one batched pass in
     :class:`~rllib_quantum.learners.QuantumPPOTorchLearner` 's PPO loss (:meth:`stacked_values`). Modules of other classes, circuits that
-    do not stack (PennyLane devices, factored registers) and single modules run exactly as under
+    do not stack (PennyLane devices, factored registers), mirrored modules (``model_config["mirror"]``)
+    and single modules run exactly as under
     ``MultiRLModule``; a group that fails is rerun module by module, so errors name the module. Results equal per-module execution within
     float32 rounding (``tests/test_stacking.py``).
 
@@ -121,7 +122,9 @@ class StackedQuantumMultiRLModule(MultiRLModule):
             groups: Dict[Any, List[ModuleID]] = {}
             for mid in module_ids:
                 module = self._quantum(mid)
-                groups.setdefault(("single", mid) if module is None else self._stack_key(module), []).append(mid)
+                # a mirrored module (model_config "mirror") runs its circuit on twice its rows: alone
+                alone = module is None or module.mirror is not None
+                groups.setdefault(("single", mid) if alone else self._stack_key(module), []).append(mid)
             cache[key] = list(groups.values())
         return cache[key]
 
