@@ -5,8 +5,13 @@ Side by side in one process, same env, strategy, batch sizes and env-runner sett
 - ``quantum``            configs/quantum_independent_pong_features.yaml (fast execution path) with
                          Adam for every parameter, as the classical config (``natural_gradient: null``):
                          what the module and learner cost, optimizer for optimizer
-- ``quantum-natural-gradient``  the config as shipped: natural-gradient steps for the actor (a
-                         Fisher matrix per update, a solve per minibatch step)
+- ``quantum-natural-gradient``  the config's natural-gradient steps for the actor (a Fisher
+                         matrix per update, a solve per minibatch step)
+
+The quantum variants drop the config's ``mirror`` (a policy averaged over each state and its mirror
+image runs its circuit on twice the rows): every module here evaluates once per state, so the
+ratio compares module and learner cost per state; ``benchmarks/throughput.py``'s ``shipped, but no
+mirror`` shows what the mirror costs the shipped config.
 - ``quantum-pennylane``  ``quantum`` with ``model_config.circuit.execution: pennylane`` forced
 - ``classical``          configs/classical_independent_pong_features.yaml (RLlib's 64x64 MLPs)
 
@@ -59,13 +64,14 @@ def variants(args: Args) -> dict:
     quantum = ROOT / "configs" / "quantum_independent_pong_features.yaml"
     depth = {"model_config.circuit.n_layers": args.n_layers} if args.n_layers else {}
     adam = {"model_config.natural_gradient": None}
+    one_pass = {"model_config.mirror": None}  # one circuit pass per state, as the MLP (see the docstring)
     out = {
-        "quantum": (quantum, {**common, **depth, **adam}),
-        "quantum-natural-gradient": (quantum, {**common, **depth}),
+        "quantum": (quantum, {**common, **depth, **adam, **one_pass}),
+        "quantum-natural-gradient": (quantum, {**common, **depth, **one_pass}),
         "classical": (ROOT / "configs" / "classical_independent_pong_features.yaml", common),
     }
     if not args.skip_pennylane:
-        out["quantum-pennylane"] = (quantum, {**common, **depth, **adam, "model_config.circuit.execution": "pennylane"})
+        out["quantum-pennylane"] = (quantum, {**common, **depth, **adam, **one_pass, "model_config.circuit.execution": "pennylane"})
     return out
 
 

@@ -5,9 +5,9 @@ Each variant builds the algorithm from ``configs/<config>.yaml`` with its overri
 warm-up iteration, then trains for at least ``seconds`` of wall time and reports sampled env steps
 per second over that time; every timed iteration must have trained every module. Ends with each
 variant's ratio to ``before`` (the settings the configs shipped with until issue 7):
-1 remote env runner x 4 envs, 1000-step batches, minibatch 250, 4 epochs, Adam for every parameter
-(the quantum config's natural-gradient steps came later; for it, ``shipped, but Adam for the
-actor`` shows what they cost).
+1 remote env runner x 4 envs, 1000-step batches, minibatch 250, 4 epochs, Adam for every parameter,
+no mirrored policy (the quantum config's natural-gradient steps and its ``mirror`` came later; for
+it, ``shipped, but Adam for the actor`` and ``shipped, but no mirror`` show what each costs).
 
     python benchmarks/throughput.py [--config quantum_independent_pong_features] [--seconds 30]
 """
@@ -40,23 +40,29 @@ class Args:
 
 
 def variants(config_path: Path) -> dict:
-    """Name -> overrides of the config; ``shipped`` is the config file as it is. For a config whose
-    actor takes natural-gradient steps, ``before`` uses Adam, as every config did when issue 7
-    opened, and one more variant shows what the steps cost."""
-    natural = "natural_gradient" in (yaml.safe_load(config_path.read_text()).get("model_config") or {})
-    adam = {"model_config.natural_gradient": None} if natural else {}
+    """Name -> overrides of the config; ``shipped`` is the config file as it is. For a quantum config
+    whose actor takes natural-gradient steps or whose policy is mirrored (``model_config.mirror``),
+    ``before`` has neither, as every config when issue 7 opened, and one more variant per option
+    shows what it costs."""
+    model_config = yaml.safe_load(config_path.read_text()).get("model_config") or {}
+    later = {}  # options added after issue 7 opened -> their override back to the old behaviour
+    if "natural_gradient" in model_config:
+        later["Adam for the actor"] = {"model_config.natural_gradient": None}
+    if "mirror" in model_config:
+        later["no mirror"] = {"model_config.mirror": None}
+    undo = {k: v for overrides in later.values() for k, v in overrides.items()}
     out = {
-        "before": {**BEFORE, **adam},
+        "before": {**BEFORE, **undo},
         "2 runners x 16 envs, 1000-step batches": {
-            **BEFORE, **adam, "env_runners.num_env_runners": 2, "env_runners.num_envs_per_env_runner": 16,
+            **BEFORE, **undo, "env_runners.num_env_runners": 2, "env_runners.num_envs_per_env_runner": 16,
         },
         "1 local runner x 32 envs, shipped batches": {
             "env_runners.num_env_runners": 0, "env_runners.num_envs_per_env_runner": 32,
         },
         "shipped, but minibatch 1000": {"ppo.minibatch_size": 1000},
     }
-    if natural:
-        out["shipped, but Adam for the actor"] = adam
+    for name, overrides in later.items():
+        out[f"shipped, but {name}"] = overrides
     out["shipped"] = {}
     return out
 

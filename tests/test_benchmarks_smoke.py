@@ -74,7 +74,8 @@ def test_learning_smoke_joint_strategy_reports_per_paddle_returns(sandbox):
     out = run_script("benchmarks/learning.py", [
         "--variants", "quantum", "--seeds", "0", "--iterations", "1", "--eval-episodes", "2",
         # 128 envs x 25 steps: every env ends an episode of 20 steps (+100/20 per paddle per step)
-        "--set", "strategy=joint", "ppo.train_batch_size_per_learner=3200", "ppo.minibatch_size=3200", "ppo.num_epochs=1",
+        # the joint env's 10 features and MultiDiscrete actions take no pong mirror: dropped
+        "--set", "strategy=joint", "model_config.mirror=null", "ppo.train_batch_size_per_learner=3200", "ppo.minibatch_size=3200", "ppo.num_epochs=1",
         "env_config.max_cycles=20",
         "--storage", str(sandbox / "runs"), "--plots", str(sandbox / "plots"),
     ], sandbox, timeout=240)
@@ -172,8 +173,9 @@ def test_warm_start_logit_scale_keeps_the_ranking_and_scales_the_logits():
 @pytest.mark.parametrize("config", ["quantum_independent_pong_features", "classical_independent_pong_features"])
 def test_throughput_variants_load_and_before_is_the_old_optimizer(config):
     """Every variant of ``benchmarks/throughput.py`` is a valid experiment (checked as the script
-    loads it, without Ray); for the quantum config ``before`` trains with Adam, as it did when
-    issue 7 opened, and ``shipped`` with the natural-gradient steps the config sets."""
+    loads it, without Ray); for the quantum config ``before`` trains with Adam and no mirror, as it
+    did when issue 7 opened, and ``shipped`` with the natural-gradient steps and the mirror the
+    config sets."""
     (throughput,) = import_benchmarks("throughput")
     from rllib_quantum.config import load_experiment
 
@@ -185,8 +187,12 @@ def test_throughput_variants_load_and_before_is_the_old_optimizer(config):
         natural = {name: exp.spec["model_config"].get("natural_gradient") for name, exp in plans.items()}
         assert natural["before"] is None and natural["shipped, but Adam for the actor"] is None
         assert natural["shipped"] == {"kl": 0.0001}
+        mirror = {name: exp.spec["model_config"].get("mirror") for name, exp in plans.items()}
+        assert mirror["before"] is None and mirror["shipped, but no mirror"] is None
+        assert natural["shipped, but no mirror"] == {"kl": 0.0001} and mirror["shipped, but Adam for the actor"] is not None
+        assert mirror["shipped"]["action_permutation"] == [0, 2, 1]
     else:
-        assert "shipped, but Adam for the actor" not in variants
+        assert "shipped, but Adam for the actor" not in variants and "shipped, but no mirror" not in variants
 
 
 def test_last_iterates_smoke(build_algo, sandbox):

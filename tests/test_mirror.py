@@ -76,6 +76,7 @@ def test_a_yaml_experiment_checks_it_before_ray_starts():
         load_experiment("configs/quantum_independent_pong_features.yaml",
                         {"model_config.mirror": {"observation_signs": [1, -1, 1], "action_permutation": PERM}})
     assert err.value.key.endswith("model_config.mirror.observation_signs")
+    assert "mirror: null drops the reflection" in str(err.value)
 
 
 def test_it_round_trips_and_is_off_by_default():

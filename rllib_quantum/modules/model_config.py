@@ -235,6 +235,9 @@ def _natural_gradient(value: Any, actor: CircuitSpec) -> Optional[NaturalGradien
     return out
 
 
+_NO_MIRROR = " (mirror: null drops the reflection, e.g. for another strategy's or env's spaces)"
+
+
 @dataclasses.dataclass(frozen=True)
 class MirrorConfig:
     """A reflection of the task a quantum policy is made equivariant under (``model_config["mirror"]``).
@@ -300,16 +303,16 @@ class MirrorConfig:
         if isinstance(head, gym.Space):
             head = ActionHead.for_space(head)
         if input_shape is None or len(input_shape) != 1:
-            raise ConfigError("mirror", f"needs a vector observation (flattened to 1-D), got shape {input_shape}")
+            raise ConfigError("mirror", f"needs a vector observation (flattened to 1-D), got shape {input_shape}{_NO_MIRROR}")
         if input_shape[0] != len(self.observation_signs):
             raise ConfigError(
                 "mirror.observation_signs",
-                f"needs one sign per observation entry ({input_shape[0]}), got {len(self.observation_signs)}",
+                f"needs one sign per observation entry ({input_shape[0]}), got {len(self.observation_signs)}{_NO_MIRROR}",
             )
         if head.kind != "categorical" or head.sizes != (len(self.action_permutation),):
             raise ConfigError(
                 "mirror.action_permutation",
-                f"needs Discrete({len(self.action_permutation)}) actions, got a {head.kind} head of sizes {list(head.sizes)}",
+                f"needs Discrete({len(self.action_permutation)}) actions, got a {head.kind} head of sizes {list(head.sizes)}{_NO_MIRROR}",
             )
 
     def to_dict(self) -> dict:
