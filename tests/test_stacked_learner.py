@@ -27,7 +27,8 @@ SPREAD_TINY = {
     "model_config.circuit.n_layers": 1,
 }
 # ADAM: these tests compare batched and per-module execution of RLlib's loss and Adam steps to float32 rounding
-CONFIGS = {"spread": (SPREAD, SPREAD_TINY), "pong_features": (FEATURES, tiny("quantum", **ADAM))}
+# the pong config's mirror dropped: a mirrored module runs alone (tests/test_mirror.py), these test the stacked path
+CONFIGS = {"spread": (SPREAD, SPREAD_TINY), "pong_features": (FEATURES, tiny("quantum", **ADAM, **{"model_config.mirror": None}))}
 PPO_METRICS = ("policy_loss", "vf_loss", "vf_loss_unclipped", "vf_explained_var", "entropy", "mean_kl_loss")
 
 
