@@ -40,7 +40,8 @@ to set two runs of one variant side by side.
 config the same way: a probe of one setting over several seeds without editing the configs. With
 ``--set strategy=shared`` (or ``joint``, ``averaged``) the same settings run as another
 distribution strategy; the joint strategy's one agent gets both paddles' reward, so its returns
-are halved to per-paddle numbers.
+are halved to per-paddle numbers (its 10 features and two-paddle actions take no pong mirror: add
+``--set model_config.mirror=null``).
 """
 
 from __future__ import annotations
