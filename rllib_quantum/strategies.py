@@ -163,6 +163,8 @@ def module_spec(
         if tempered:
             checked_inverse_temperature(model_config[INVERSE_TEMPERATURE_KEY], action_space)
         mirrored = model_config.get(MIRROR_KEY) is not None
+        if not mirrored:
+            model_config.pop(MIRROR_KEY, None)  # mirror: null (e.g. --set model_config.mirror=null) is RLlib's own module
         if mirrored and observation_space is not None and action_space is not None:
             MirrorConfig.from_dict(model_config[MIRROR_KEY]).check_spaces(observation_space.shape, action_space)
         return RLModuleSpec(

@@ -138,7 +138,8 @@ def test_the_classical_baseline_takes_the_same_key_and_schedule(build_algo):
     from rllib_quantum.learners import QuantumPPOTorchLearner
     from rllib_quantum.modules import TemperedPPOTorchRLModule
 
-    plain = load_experiment("configs/classical_independent_pong_features.yaml", tiny("classical"))
+    # the shipped classical config's mirror dropped: without either key RLlib's own module
+    plain = load_experiment("configs/classical_independent_pong_features.yaml", tiny("classical", **{"model_config.mirror": None}))
     from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 
     assert plain.algo_config.rl_module_spec.rl_module_specs["paddle_0"].module_class is DefaultPPOTorchRLModule
