@@ -34,6 +34,17 @@ def _obs(rows, seed=1):
     return torch.rand(rows, 5, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
+def _means_over_the_reflection(plain, obs):
+    """What a mirrored module with ``plain``'s weights must give, written out from ``plain`` itself:
+    the logits ``0.5 (l(s) + l(m(s))[perm])`` and values ``0.5 (V(s) + V(m(s)))``."""
+    flipped = obs * torch.tensor(SIGNS, dtype=torch.float32)
+    with torch.no_grad():
+        logits = 0.5 * (plain.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+                        + plain.forward_inference({Columns.OBS: flipped})[Columns.ACTION_DIST_INPUTS][:, PERM])
+        values = 0.5 * (plain.compute_values({Columns.OBS: obs}) + plain.compute_values({Columns.OBS: flipped}))
+    return logits, values
+
+
 @pytest.mark.parametrize(
     "value, key, fragment",
     [
@@ -95,10 +106,8 @@ def test_logits_and_values_are_the_plain_modules_means_over_the_reflection(extra
     plain.load_state_dict(mirrored.state_dict())  # the signs are not state: the weights alone load
     obs = _obs(9)
     flipped = obs * torch.tensor(SIGNS, dtype=torch.float32)
+    expected, expected_values = _means_over_the_reflection(plain, obs)
     with torch.no_grad():
-        expected = 0.5 * (plain.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
-                          + plain.forward_inference({Columns.OBS: flipped})[Columns.ACTION_DIST_INPUTS][:, PERM])
-        expected_values = 0.5 * (plain.compute_values({Columns.OBS: obs}) + plain.compute_values({Columns.OBS: flipped}))
         logits = mirrored.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
         logits_of_mirror_images = mirrored.forward_exploration({Columns.OBS: flipped})[Columns.ACTION_DIST_INPUTS]
         values = mirrored.compute_values({Columns.OBS: obs})
@@ -218,11 +227,9 @@ def test_the_classical_module_is_rllibs_default_module_averaged_over_the_reflect
     plain = build(DefaultPPOTorchRLModule)
     plain.load_state_dict({k: v for k, v in mirrored.state_dict().items() if k != "inverse_temperature"})
     obs = _obs(7)
-    flipped = obs * torch.tensor(SIGNS, dtype=torch.float32)
+    expected, expected_values = _means_over_the_reflection(plain, obs)
+    expected = 1.5 * expected  # the inverse temperature
     with torch.no_grad():
-        expected = 0.75 * (plain.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
-                           + plain.forward_inference({Columns.OBS: flipped})[Columns.ACTION_DIST_INPUTS][:, PERM])
-        expected_values = 0.5 * (plain.compute_values({Columns.OBS: obs}) + plain.compute_values({Columns.OBS: flipped}))
         torch.testing.assert_close(mirrored.forward_exploration({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], expected)
         torch.testing.assert_close(mirrored.compute_values({Columns.OBS: obs}), expected_values)
     out = mirrored.forward_train({Columns.OBS: obs})
